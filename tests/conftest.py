@@ -1,0 +1,37 @@
+"""Shared fixtures: every test that takes ``xp`` runs once per available backend."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scratchnst.backend import gpu_available
+
+DATA = Path(__file__).parent / "data"
+
+
+def _backends():
+    yield pytest.param("numpy", id="numpy")
+    yield pytest.param(
+        "cupy",
+        id="cupy",
+        marks=[
+            pytest.mark.gpu,
+            pytest.mark.skipif(not gpu_available(), reason="needs CuPy and a CUDA device"),
+        ],
+    )
+
+
+@pytest.fixture(params=list(_backends()))
+def xp(request):
+    """The array module under test: numpy, and cupy where a GPU is present."""
+    if request.param == "numpy":
+        return np
+    import cupy
+
+    return cupy
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
