@@ -43,6 +43,12 @@ def _layer_names():
 LAYERS = _layer_names()  # 37 names: 16 conv, 16 relu, 5 pool
 POOLING = ("max", "avg")
 
+# Convolution algorithms: name -> (forward(x, w, b, pad) -> (out, cache), backward_input(dout, cache) -> dx).
+# "im2col" is the readable reference in scratchnst.layers; faster ones are tested against it.
+CONV_ALGORITHMS = {
+    "im2col": (conv2d_forward, conv2d_backward_input),
+}
+
 
 class VGG19:
     """The VGG19 feature extractor with a hand-written backward pass.
@@ -57,7 +63,13 @@ class VGG19:
     order, but call :meth:`backward` right after the forward whose gradient you need.
     """
 
-    def __init__(self, params, prep, *, dtype="float32", backend="numpy", pooling="max", attrs=None):
+    def __init__(
+        self, params, prep, *, dtype="float32", backend="numpy", pooling="max", conv="im2col", attrs=None
+    ):
+        if conv not in CONV_ALGORITHMS:
+            raise ScratchNSTError(f"unknown conv algorithm {conv!r}; choose one of {', '.join(CONV_ALGORITHMS)}")
+        self.conv_forward, self.conv_backward_input = CONV_ALGORITHMS[conv]
+        self.conv = conv
         self.xp = get_xp(backend)
         self.backend = backend
         self.dtype = self.xp.dtype(dtype)
@@ -68,7 +80,8 @@ class VGG19:
             name: (self.xp.asarray(k, dtype=self.dtype), self.xp.asarray(b, dtype=self.dtype))
             for name, (k, b) in params.items()
         }
-        self._caches = None  # [(layer name, cache)] of the last forward, in order
+        # [(layer name, its backward function, its cache, its output shape)] of the last forward
+        self._caches = None
 
     # ------------------------------------------------------------------ helpers
     def preprocess(self, rgb):
@@ -93,7 +106,8 @@ class VGG19:
         shape = getattr(image, "shape", None)
         dtype = getattr(image, "dtype", None)
         if shape is None or len(shape) != 3 or shape[0] != 3 or dtype is None or dtype.kind != "f":
-            hint = " (use net.preprocess(rgb) for an RGB uint8 image)" if dtype is not None and dtype.kind == "u" else ""
+            is_uint = dtype is not None and dtype.kind == "u"
+            hint = " (use net.preprocess(rgb) for an RGB uint8 image)" if is_uint else ""
             raise ScratchNSTError(
                 f"expected a float image (3, H, W) in the network's input space, got {dtype} {shape}{hint}"
             )
@@ -125,18 +139,24 @@ class VGG19:
         for name in LAYERS[: depth + 1]:
             if name.startswith("conv"):
                 k, b = self.params[name]
-                x, cache = conv2d_forward(x, k, b, pad=1)
+                x, cache = self.conv_forward(x, k, b, pad=1)
+                backward = self.conv_backward_input
             elif name.startswith("relu"):
                 x, cache = relu_forward(x)
+                backward = relu_backward
             else:
                 if min(x.shape[1:]) < 2:
                     raise ScratchNSTError(
                         f"image {tuple(image.shape[1:])} is too small to reach {name}: "
                         f"it is {tuple(x.shape[1:])} there; use a larger image or shallower layers"
                     )
-                pool = max_pool_forward if self.pooling == "max" else avg_pool_forward
-                x, cache = pool(x)
-            caches.append((name, cache))
+                if self.pooling == "max":
+                    x, cache = max_pool_forward(x)
+                    backward = max_pool_backward
+                else:
+                    x, cache = avg_pool_forward(x)
+                    backward = avg_pool_backward
+            caches.append((name, backward, cache, x.shape))
             if name in wanted:
                 acts[name] = x
         self._caches = caches
@@ -167,7 +187,7 @@ class VGG19:
         if not grads:
             raise ScratchNSTError("backward needs the gradient of at least one layer")
         self.check_layers(grads)
-        computed = [name for name, _ in self._caches]
+        computed = [step[0] for step in self._caches]
         missing = [name for name in grads if name not in computed]
         if missing:
             raise ScratchNSTError(
@@ -176,37 +196,17 @@ class VGG19:
             )
         depth = max(computed.index(name) for name in grads)
         d = None
-        for name, cache in reversed(self._caches[: depth + 1]):
+        for name, backward, cache, shape in reversed(self._caches[: depth + 1]):
             if name in grads:
                 g = self.xp.asarray(grads[name], dtype=self.dtype)
-                expected = self._out_shape(name, cache)
-                if g.shape != expected:
-                    raise ScratchNSTError(f"gradient for {name} has shape {g.shape}, expected {expected}")
+                if g.shape != shape:
+                    raise ScratchNSTError(f"gradient for {name} has shape {g.shape}, expected {shape}")
                 d = g if d is None else d + g
-            if name.startswith("conv"):
-                d = conv2d_backward_input(d, cache)
-            elif name.startswith("relu"):
-                d = relu_backward(d, cache)
-            elif cache.argmax is not None:
-                d = max_pool_backward(d, cache)
-            else:
-                d = avg_pool_backward(d, cache)
+            d = backward(d, cache)
         return d
 
-    @staticmethod
-    def _out_shape(name, cache):
-        """Shape of a layer's output, from its cache."""
-        if name.startswith("conv"):
-            _, H, W = cache.x.shape
-            O, _, kh, kw = cache.w.shape
-            return (O, H + 2 * cache.pad - kh + 1, W + 2 * cache.pad - kw + 1)
-        if name.startswith("relu"):
-            return cache.shape
-        C, H, W = cache.shape
-        return (C, H // cache.size, W // cache.size)
 
-
-def load_vgg19(weights=None, *, dtype="float32", backend="numpy", pooling="max"):
+def load_vgg19(weights=None, *, dtype="float32", backend="numpy", pooling="max", conv="im2col"):
     """Build VGG19 from a weights file in scratchnst's HDF5 layout.
 
     Parameters
@@ -216,6 +216,7 @@ def load_vgg19(weights=None, *, dtype="float32", backend="numpy", pooling="max")
     dtype : "float32" (stylization) or "float64" (gradient and parity checks)
     backend : "numpy" or "cupy"
     pooling : "max" (VGG's own) or "avg" (Gatys et al.'s choice for synthesis)
+    conv : name of a convolution algorithm in ``CONV_ALGORITHMS``
     """
     if str(dtype) not in ("float32", "float64"):
         raise ScratchNSTError(f"dtype must be float32 or float64, got {dtype!r}")
@@ -223,4 +224,4 @@ def load_vgg19(weights=None, *, dtype="float32", backend="numpy", pooling="max")
         raise ScratchNSTError(f"pooling must be one of {POOLING}, got {pooling!r}")
     get_xp(backend)  # fail early, with a clear message, before reading weights
     params, prep, attrs = load_weights(weights)
-    return VGG19(params, prep, dtype=dtype, backend=backend, pooling=pooling, attrs=attrs)
+    return VGG19(params, prep, dtype=dtype, backend=backend, pooling=pooling, conv=conv, attrs=attrs)

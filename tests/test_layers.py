@@ -40,9 +40,11 @@ def direct_conv(x, w, b, pad):
     return out
 
 
-@pytest.mark.parametrize(
-    "C,H,W,O,k,pad", [(3, 5, 4, 2, 3, 1), (2, 7, 6, 3, 3, 1), (1, 4, 5, 2, 1, 0), (2, 6, 5, 2, 5, 2), (3, 5, 5, 2, 3, 0)]
-)
+# (C, H, W, O, k, pad): odd sizes, 1x1, 3x3 and 5x5 kernels, with and without padding
+CONV_CASES = [(3, 5, 4, 2, 3, 1), (2, 7, 6, 3, 3, 1), (1, 4, 5, 2, 1, 0), (2, 6, 5, 2, 5, 2), (3, 5, 5, 2, 3, 0)]
+
+
+@pytest.mark.parametrize("C,H,W,O,k,pad", CONV_CASES)
 def test_conv_forward_matches_definition(rng, xp, C, H, W, O, k, pad):
     x, w, b = rng.standard_normal((C, H, W)), rng.standard_normal((O, C, k, k)), rng.standard_normal(O)
     out, _ = L.conv2d_forward(xp.asarray(x), xp.asarray(w), xp.asarray(b), pad=pad)
@@ -51,7 +53,7 @@ def test_conv_forward_matches_definition(rng, xp, C, H, W, O, k, pad):
     assert rel_error(to_numpy(out), ref) < 1e-13
 
 
-@pytest.mark.parametrize("C,H,W,O,k,pad", [(3, 5, 4, 2, 3, 1), (2, 7, 6, 3, 3, 1), (2, 6, 5, 2, 5, 2), (3, 5, 5, 2, 3, 0)])
+@pytest.mark.parametrize("C,H,W,O,k,pad", CONV_CASES)
 def test_conv_backward_gradcheck(rng, xp, C, H, W, O, k, pad):
     x = xp.asarray(rng.standard_normal((C, H, W)))
     w = xp.asarray(rng.standard_normal((O, C, k, k)))
