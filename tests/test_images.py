@@ -365,6 +365,7 @@ def test_unreadable_files_raise_one_line(tmp_path, name, make):
     with pytest.raises(ScratchNSTError) as err:
         load_image(path)
     assert_one_line_naming(err, path)
+    assert "EXIF" not in str(err.value)  # caught when decoding, not blamed on metadata
 
 
 def test_missing_file_and_directory(tmp_path):
