@@ -19,6 +19,7 @@ import json
 import os
 import secrets
 import struct
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -57,11 +58,14 @@ def _one_line(e):
     return " ".join(str(e).split()) or type(e).__name__
 
 
+@contextmanager
 def _open_decoded(path):
     """Open ``path`` with Pillow and decode it fully, or raise one clear error.
 
     Decoding here (``im.load()``), not lazily later, is what turns a truncated or
-    corrupt file into an error at load time instead of a crash mid-run.
+    corrupt file into an error at load time instead of a crash mid-run. A context
+    manager, because Pillow keeps multi-frame files (GIF, TIFF) open after
+    ``load()``; the ``with`` closes them once the caller has its pixels.
     """
     path = Path(path)
     if not path.exists():
@@ -70,14 +74,18 @@ def _open_decoded(path):
         raise ScratchNSTError(f"expected an image file but {path} is a directory")
     try:
         im = Image.open(path)
-        im.load()
     except UnidentifiedImageError:
         raise ScratchNSTError(f"{path} is not an image Pillow can read") from None
     except PermissionError:
         raise ScratchNSTError(f"cannot read {path}: permission denied") from None
     except _PIL_READ_ERRORS as e:
         raise ScratchNSTError(f"cannot read image {path}: {_one_line(e)}") from None
-    return im
+    with im:
+        try:
+            im.load()
+        except _PIL_READ_ERRORS as e:
+            raise ScratchNSTError(f"cannot read image {path}: {_one_line(e)}") from None
+        yield im
 
 
 def _check_uint8_image(img, what="image"):
@@ -184,12 +192,12 @@ def load_image(path, long_side=None):
         The file is missing, is a directory, is not an image, or is truncated
         or corrupt; the one-line message names the file.
     """
-    im = _open_decoded(path)
-    try:
-        im = ImageOps.exif_transpose(im)
-    except _PIL_READ_ERRORS as e:
-        raise ScratchNSTError(f"cannot read image {path}: bad EXIF data ({_one_line(e)})") from None
-    img = _pil_to_rgb_array(im, path)
+    with _open_decoded(path) as im:
+        try:
+            im = ImageOps.exif_transpose(im)
+        except _PIL_READ_ERRORS as e:
+            raise ScratchNSTError(f"cannot read image {path}: bad EXIF data ({_one_line(e)})") from None
+        img = _pil_to_rgb_array(im, path)
     if long_side is not None:
         img = resize_long_side(img, long_side)
     return np.ascontiguousarray(img)
@@ -425,7 +433,7 @@ def read_png_metadata(path):
     ScratchNSTError
         The file is missing, unreadable, or not a PNG.
     """
-    im = _open_decoded(path)  # decoding also reaches text chunks stored after the pixels
-    if im.format != "PNG":
-        raise ScratchNSTError(f"{path} is a {im.format} file, not a PNG; it has no PNG text chunks")
-    return {str(k): str(v) for k, v in im.text.items()}
+    with _open_decoded(path) as im:  # decoding also reaches text chunks after the pixels
+        if im.format != "PNG":
+            raise ScratchNSTError(f"{path} is a {im.format} file, not a PNG; it has no PNG text chunks")
+        return {str(k): str(v) for k, v in im.text.items()}

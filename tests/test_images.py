@@ -44,6 +44,11 @@ def random_image(h=12, w=17, seed=0):
     return np.random.default_rng(seed).integers(0, 256, size=(h, w, 3), dtype=np.uint8)
 
 
+def pil_mode(path):
+    with Image.open(path) as im:
+        return im.mode
+
+
 def assert_one_line_naming(err, name):
     msg = str(err.value)
     assert "\n" not in msg
@@ -111,7 +116,7 @@ def test_16_bit_greyscale_is_scaled_not_clipped(tmp_path):
     values = np.array([[0, 65535, 32768, 25700, 257]], np.uint16)
     path = tmp_path / "deep.png"
     Image.fromarray(values).save(path)  # a 16-bit greyscale PNG
-    assert Image.open(path).mode.startswith("I;16")  # the case under test
+    assert pil_mode(path).startswith("I;16")  # the case under test
     img = load_image(path)
     # round(v * 255 / 65535): 32768 -> 127.50 -> 128; 25700 = 100 * 257 -> 100.
     np.testing.assert_array_equal(img[0, :, 0], [0, 255, 128, 100, 1])
@@ -121,7 +126,7 @@ def test_16_bit_greyscale_is_scaled_not_clipped(tmp_path):
 def test_32_bit_int_in_16_bit_range(tmp_path):
     path = tmp_path / "int.tif"
     Image.fromarray(np.array([[0, 65535, 514]], np.int32)).save(path)
-    assert Image.open(path).mode == "I"
+    assert pil_mode(path) == "I"
     np.testing.assert_array_equal(load_image(path)[0, :, 1], [0, 255, 2])
 
 
@@ -135,7 +140,7 @@ def test_32_bit_int_out_of_16_bit_range_is_stretched(tmp_path):
 def test_float_zero_to_one(tmp_path):
     path = tmp_path / "float.tif"
     Image.fromarray(np.array([[0.0, 1.0, 0.2]], np.float32)).save(path)
-    assert Image.open(path).mode == "F"
+    assert pil_mode(path) == "F"
     np.testing.assert_array_equal(load_image(path)[0, :, 0], [0, 255, 51])
 
 
@@ -387,7 +392,8 @@ def test_png_round_trip_with_metadata(tmp_path):
     meta = {"content": "astronaut", "style_weight": 1e6, "note": "Größe ✓ (non-Latin-1)"}
     path = tmp_path / "out.png"
     save_image(path, img, metadata=meta)
-    np.testing.assert_array_equal(np.asarray(Image.open(path).convert("RGB")), img)
+    with Image.open(path) as im:
+        np.testing.assert_array_equal(np.asarray(im.convert("RGB")), img)
     assert read_png_metadata(path) == {
         "content": "astronaut",
         "style_weight": "1000000.0",
@@ -399,7 +405,8 @@ def test_png_round_trip_with_metadata(tmp_path):
 def test_png_without_metadata(tmp_path):
     path = tmp_path / "plain.PNG"  # the extension is case-insensitive
     save_image(path, random_image())
-    assert Image.open(path).format == "PNG"
+    with Image.open(path) as im:
+        assert im.format == "PNG"
     assert read_png_metadata(path) == {}
 
 
