@@ -279,8 +279,8 @@ class LBFGS:
     ``H_0 = gamma I`` with ``gamma = s'y / y'y`` of the newest pair: the inverse
     curvature along the last step, which makes t = 1 a well-scaled first trial.
 
-    A pair is stored only when ``s'y > eps * y'y`` (eps: the dtype's machine
-    epsilon, relative so that it does not depend on the scale of f). BFGS keeps
+    A pair is stored only when ``s'y > eps * |s| |y|`` (eps: the dtype's machine
+    epsilon; a cosine test, so it does not depend on the scale of x or f). BFGS keeps
     H positive definite only if every s'y > 0; the strong Wolfe step guarantees
     it in exact arithmetic, so this only drops pairs spoiled by rounding or by a
     failed line search, whose rho = 1/s'y would be huge or negative.
@@ -370,9 +370,13 @@ class LBFGS:
 
         s = point.t * d
         y = point.g - self.g
-        sy, yy = _dot(s, y), _dot(y, y)
-        eps = np.finfo(self.x.dtype).eps
-        if to_float(sy) > eps * to_float(yy):
+        sy = to_float(_dot(s, y))
+        # Keep the pair only if s'y is clearly positive relative to |s| |y| (the cosine
+        # of the angle between them above machine epsilon). The test must be scale-free:
+        # comparing s'y with eps * y'y mixes units (x*g against g*g) and, with style
+        # transfer's gradients of ~1e9 and steps of ~1e-9, rejected every pair.
+        norm_sy = math.sqrt(to_float(_dot(s, s)) * to_float(_dot(y, y)))
+        if sy > np.finfo(self.x.dtype).eps * norm_sy:
             if len(self.s) == self.history_size:
                 del self.s[0], self.y[0], self.rho[0]
             self.s.append(s)
