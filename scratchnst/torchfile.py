@@ -35,6 +35,7 @@ C-contiguous array of its own.
 import io
 import os
 import pickle
+import pickletools
 import struct
 import zipfile
 from collections import OrderedDict
@@ -136,6 +137,17 @@ ALLOWED_GLOBALS = {
 }
 
 
+def allowed_global(module, name):
+    """Our stand-in for the global ``module.name``, or a one-line refusal."""
+    try:
+        return ALLOWED_GLOBALS[(module, name)]
+    except (KeyError, TypeError):
+        raise ScratchNSTError(
+            f"scratchnst refuses to load global '{module}.{name}' from this pickle: "
+            "not a plain tensor checkpoint (nothing was executed)"
+        ) from None
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     """An unpickler that loads only plain tensor state dicts.
 
@@ -160,13 +172,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         self.legacy = legacy
 
     def find_class(self, module, name):
-        try:
-            return ALLOWED_GLOBALS[(module, name)]
-        except (KeyError, TypeError):
-            raise ScratchNSTError(
-                f"scratchnst refuses to load global '{module}.{name}' from this pickle: "
-                "not a plain tensor checkpoint (nothing was executed)"
-            ) from None
+        return allowed_global(module, name)
 
     def persistent_load(self, pid):
         n = 6 if self.legacy else 5
@@ -197,6 +203,28 @@ def _short_repr(x, limit=80):
     return r if len(r) <= limit else r[:limit] + "..."
 
 
+def _check_opcodes(f):
+    """Walk one pickle's opcodes from ``f`` without running them; raise on what is unsafe.
+
+    Two things the C unpickler would do before ``find_class`` is ever asked are
+    checked here: a ``LONG_BINPUT 4000000000`` makes it grow its memo table to that
+    many slots (tens of GB from a ten-byte pickle), and a global outside the
+    allowlist is refused before any object is built. Walking also checks that every
+    length field is backed by bytes in the file, so no later read is sized by a lie.
+    """
+    n_ops = 0
+    for op, arg, _pos in pickletools.genops(f):
+        n_ops += 1
+        # A pickler numbers memo slots 0, 1, 2, ...: one per PUT so far at most.
+        if op.name in ("PUT", "BINPUT", "LONG_BINPUT") and not 0 <= arg < n_ops:
+            raise ScratchNSTError(f"pickle memo index {arg} at opcode {n_ops}: corrupt or hostile checkpoint")
+        if op.name in ("NEXT_BUFFER", "READONLY_BUFFER"):
+            raise ScratchNSTError("pickle refers to out-of-band buffers: not a plain tensor checkpoint")
+        if op.name in ("GLOBAL", "INST"):
+            module, _, name = str(arg).partition(" ")
+            allowed_global(module, name)
+
+
 def _unpickle(data_or_file, storages=None, legacy=False):
     """Run the restricted unpickler, turning whatever a malformed stream raises into one line.
 
@@ -206,7 +234,10 @@ def _unpickle(data_or_file, storages=None, legacy=False):
     ScratchNSTErrors (a refused global) pass through unchanged.
     """
     f = io.BytesIO(data_or_file) if isinstance(data_or_file, bytes) else data_or_file
+    start = f.tell()
     try:
+        _check_opcodes(f)
+        f.seek(start)
         return RestrictedUnpickler(f, storages, legacy).load()
     except ScratchNSTError:
         raise
@@ -397,9 +428,11 @@ def load_state_dict(path_or_fileobj):
                 return _load_zip(zf)
         except ScratchNSTError:
             raise
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError,
-                NotImplementedError, RuntimeError) as e:
-            # RuntimeError: encrypted members; NotImplementedError: unknown compression.
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError, OverflowError,
+                struct.error, NotImplementedError, RuntimeError) as e:
+            # What zipfile raises on a damaged archive: OverflowError for an absurd header
+            # offset, RuntimeError for an encrypted member, NotImplementedError for an
+            # unknown compression method.
             raise ScratchNSTError(f"corrupt zip checkpoint ({_one_line(e)})") from None
     if not data.startswith(b"\x80"):  # every binary pickle opens with PROTO
         raise ScratchNSTError("not a PyTorch checkpoint (neither a zip nor a legacy pickle)")
