@@ -3,6 +3,13 @@
 __version__ = "0.1.0"
 
 from .errors import ScratchNSTError  # noqa: E402
+from .losses import PRESETS, explain  # noqa: E402
+from .objective import Objective  # noqa: E402
+from .optim import LBFGS, Adam, minimize  # noqa: E402
+from .transfer import Settings, stylize  # noqa: E402
 from .vgg import LAYERS, VGG19, load_vgg19  # noqa: E402
 
-__all__ = ["LAYERS", "VGG19", "ScratchNSTError", "__version__", "load_vgg19"]
+__all__ = [
+    "LAYERS", "LBFGS", "PRESETS", "VGG19", "Adam", "Objective", "ScratchNSTError", "Settings",
+    "__version__", "explain", "load_vgg19", "minimize", "stylize",
+]

@@ -93,3 +93,10 @@ def to_numpy(x):
 def to_float(x):
     """A Python float from a 0-d array of either backend (synchronises on the GPU)."""
     return float(to_numpy(x))
+
+
+def device_memory_bytes():
+    """Free memory on the current CUDA device, in bytes (CuPy must be usable)."""
+    cupy = _import_cupy()
+    free, _total = cupy.cuda.runtime.memGetInfo()
+    return free

@@ -1,0 +1,95 @@
+"""Before a long run: how much memory and time one iteration will take.
+
+Both figures come from counting, not from running the network:
+
+* FLOPs. A 3x3 convolution from C_in to C_out channels on an h x w map costs
+  ``2 * 9 * C_in * C_out * h * w`` FLOPs forward (a multiply and an add per
+  term) and the same again for the input gradient. Pools and ReLUs are noise.
+  Time = FLOPs / (the GEMM rate measured here, times an efficiency, since a
+  convolution never runs at the pure matmul rate).
+* Memory. The forward pass keeps every layer's output for the backward pass
+  (conv and ReLU outputs each; a pool's output is a quarter of its input), and
+  the largest convolution needs a temporary of ``9 * C_in * h * w`` values for its
+  im2col matrix plus its output and gradient. Optimizer state (L-BFGS keeps 2 x
+  history images) is added on top.
+
+The estimate is rough (within a factor of about 1.5 either way); its job is to
+refuse a run that cannot fit before it starts, and to set expectations.
+"""
+
+import os
+import time
+
+import numpy as np
+
+from .weights import CONV_CHANNELS
+
+# Fraction of the raw matmul rate a whole VGG iteration reaches (measured with
+# benchmarks/bench_cpu.py; conservative, so time estimates err long).
+EFFICIENCY = 0.5
+
+
+def layer_shapes(H, W, deepest="relu5_1"):
+    """(name, C_in, C_out, h, w) of each conv up to ``deepest``'s block, in order."""
+    from .vgg import LAYERS
+
+    out = []
+    h, w = H, W
+    for name in LAYERS[: LAYERS.index(deepest) + 1]:
+        if name.startswith("conv"):
+            c_out, c_in = CONV_CHANNELS[name]
+            out.append((name, c_in, c_out, h, w))
+        elif name.startswith("pool"):
+            h, w = h // 2, w // 2
+    return out
+
+
+def conv_flops(H, W, deepest="relu5_1"):
+    """FLOPs of one forward pass through the convolutions up to ``deepest`` (3x3 kernels)."""
+    return sum(2 * 9 * c_in * c_out * h * w for _, c_in, c_out, h, w in layer_shapes(H, W, deepest))
+
+
+def memory_bytes(H, W, *, itemsize=4, deepest="relu5_1", optimizer_images=0):
+    """Estimated peak bytes of one forward + backward pass, plus optimizer state.
+
+    ``optimizer_images``: how many image-sized arrays the optimizer keeps
+    (L-BFGS with history m: about 2m + 4; Adam: 4).
+    """
+    shapes = layer_shapes(H, W, deepest)
+    kept = sum(2 * c_out * h * w for _, _, c_out, h, w in shapes)  # conv + ReLU outputs
+    kept += sum(c_out * h * w // 4 for _, _, c_out, h, w in shapes)  # pools (an upper bound)
+    transient = max(9 * c_in * h * w + 3 * c_out * h * w for _, c_in, c_out, h, w in shapes)
+    image = 3 * H * W
+    return itemsize * (kept + transient + optimizer_images * image)
+
+
+def matmul_gflops(n=768, repeats=3, dtype=np.float32):
+    """The float32 GEMM rate of this machine's NumPy, in GFLOP/s (takes ~0.1 s)."""
+    a = np.ones((n, n), dtype)
+    a @ a  # warm-up: thread pool start, page faults
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ a
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def available_memory_bytes():
+    """Memory this process may still use: MemAvailable on Linux, else physical memory."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def seconds_per_iteration(H, W, gflops, deepest="relu5_1"):
+    """Forward + input-gradient time at ``gflops`` GEMM rate and :data:`EFFICIENCY`."""
+    return 2 * conv_flops(H, W, deepest) / (gflops * 1e9 * EFFICIENCY)
