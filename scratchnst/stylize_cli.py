@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import ScratchNSTError
-from .transfer import COLOR_MODES, Settings, output_path_for, scale_sizes, stylize
+from .transfer import COLOR_MODES, Settings, load_inputs, output_path_for, scale_sizes, stylize
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -238,9 +238,7 @@ def run_stylize(settings, output, args, resume=None):
     if args.resume:
         resume = load_checkpoint(args.resume)
         settings = Settings.from_dict(resume["settings"]).validate()
-    content = images.load_image(images.resolve_image_path(settings.content), long_side=settings.size)
-    for s in settings.styles:  # fail on a bad style file now, not after the content's level
-        images.resolve_image_path(s)
+    content, styles = load_inputs(settings)  # a bad file fails now, before any estimate or progress bar
     if args.explain:
         explain(settings, content.shape[:2])
     preflight(settings, content.shape[:2], force=args.force, quiet=args.quiet)
@@ -251,8 +249,8 @@ def run_stylize(settings, output, args, resume=None):
     progress = Progress(settings, args.quiet)
     t0 = time.perf_counter()
     try:
-        result = stylize(settings, resume=resume, on_iteration=progress.iteration, on_level=progress.level,
-                         checkpoint_path=ckpt, checkpoint_every=args.checkpoint_every,
+        result = stylize(settings, inputs=(content, styles), resume=resume, on_iteration=progress.iteration,
+                         on_level=progress.level, checkpoint_path=ckpt, checkpoint_every=args.checkpoint_every,
                          on_snapshot=snapshot, snapshot_every=args.save_every)
     finally:
         progress.close()

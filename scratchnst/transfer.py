@@ -100,6 +100,9 @@ class Settings:
             raise ScratchNSTError(f"learning rate must be a positive number, got {self.lr!r}")
         if not (isinstance(self.scales, int) and 0 <= self.scales <= 8):
             raise ScratchNSTError(f"scales must be an integer from 0 (auto) to 8, got {self.scales!r}")
+        from .vgg import VGG19
+
+        VGG19.check_layers(list(self.content_layers) + list(self.style_layers))
         if self.style_blend is not None and len(self.style_blend) != len(self.styles):
             raise ScratchNSTError(
                 f"{len(self.style_blend)} style blend weights for {len(self.styles)} style images"
@@ -297,13 +300,14 @@ def _weighted_terms(objective):
     }
 
 
-def stylize(settings, *, resume=None, on_iteration=None, on_level=None, checkpoint_path=None,
+def stylize(settings, *, inputs=None, resume=None, on_iteration=None, on_level=None, checkpoint_path=None,
             checkpoint_every=0, on_snapshot=None, snapshot_every=0):
     """Run style transfer; return a :class:`Result`.
 
     Parameters
     ----------
     settings : Settings
+    inputs : (content, [styles]) RGB uint8 arrays already loaded by :func:`load_inputs`, or None
     resume : dict or None
         A checkpoint's state (:func:`scratchnst.checkpoint.load_checkpoint`); its
         settings replace ``settings``.
@@ -326,7 +330,7 @@ def stylize(settings, *, resume=None, on_iteration=None, on_level=None, checkpoi
     settings.validate()
     net = load_vgg19(settings.weights, dtype=settings.dtype, backend=DEVICES[settings.device],
                      pooling=settings.pooling)
-    content_full, styles_full = load_inputs(settings)
+    content_full, styles_full = inputs if inputs is not None else load_inputs(settings)
     content_full_cp, styles_full = preserve_color_inputs(content_full, styles_full, settings.preserve_color)
     sizes = scale_sizes(settings.size, settings.scales)
     rng = np.random.default_rng(settings.seed)
