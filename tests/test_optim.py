@@ -119,6 +119,21 @@ def test_float32():
     assert np.abs(res.x - 1).max() < 1e-2, res
 
 
+@pytest.mark.parametrize("scale", [1e-6, 1.0, 1e12])
+def test_curvature_pairs_kept_at_any_scale(scale):
+    """Style losses are ~1e13 with gradients ~1e9: the test that keeps a curvature
+    pair must not depend on the scale of f. Scaling f must not change the path."""
+    fun, x_star = quadratic(20)
+    scaled = lambda x: tuple(scale * v for v in fun(x))  # noqa: E731
+    opt = LBFGS(history_size=5, tol_grad=0)
+    opt.start(scaled, np.zeros(20, np.float32))
+    for _ in range(8):
+        opt.step(scaled)
+    assert len(opt.s) == 5, f"only {len(opt.s)} pairs kept at scale {scale:g}"
+    res = minimize(scaled, np.zeros(20, np.float32), max_iter=200, tol_grad=1e-4 * scale)
+    assert np.abs(res.x - x_star).max() < 1e-3, (scale, res.n_iter)
+
+
 def test_strong_wolfe_conditions():
     """The accepted step satisfies both conditions, from too short and too long first trials."""
     x = np.array([-1.2, 1.0])
