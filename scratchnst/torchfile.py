@@ -38,6 +38,7 @@ import pickle
 import pickletools
 import struct
 import zipfile
+import zlib
 from collections import OrderedDict
 from typing import NamedTuple
 
@@ -428,11 +429,11 @@ def load_state_dict(path_or_fileobj):
                 return _load_zip(zf)
         except ScratchNSTError:
             raise
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError, OverflowError,
-                struct.error, NotImplementedError, RuntimeError) as e:
-            # What zipfile raises on a damaged archive: OverflowError for an absurd header
-            # offset, RuntimeError for an encrypted member, NotImplementedError for an
-            # unknown compression method.
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, ValueError,
+                OverflowError, struct.error, NotImplementedError, RuntimeError) as e:
+            # What zipfile raises on a damaged archive: zlib.error for a bad deflated
+            # member, OverflowError for an absurd header offset, RuntimeError for an
+            # encrypted member, NotImplementedError for an unknown compression method.
             raise ScratchNSTError(f"corrupt zip checkpoint ({_one_line(e)})") from None
     if not data.startswith(b"\x80"):  # every binary pickle opens with PROTO
         raise ScratchNSTError("not a PyTorch checkpoint (neither a zip nor a legacy pickle)")

