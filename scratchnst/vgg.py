@@ -13,6 +13,7 @@ the backward pass walks those caches in reverse, adding in the gradient given fo
 each activation as it passes that layer.
 """
 
+from . import fastconv
 from .backend import get_xp
 from .errors import ScratchNSTError
 from .layers import (
@@ -44,10 +45,16 @@ LAYERS = _layer_names()  # 37 names: 16 conv, 16 relu, 5 pool
 POOLING = ("max", "avg")
 
 # Convolution algorithms: name -> (forward(x, w, b, pad) -> (out, cache), backward_input(dout, cache) -> dx).
-# "im2col" is the readable reference in scratchnst.layers; faster ones are tested against it.
+# "im2col" is the readable reference in scratchnst.layers, and a network built with it
+# uses the reference ReLU and pooling too. The others are scratchnst.fastconv's,
+# run with its in-place ReLU and compact caches; tests/test_fastconv.py checks each
+# against the reference.
 CONV_ALGORITHMS = {
     "im2col": (conv2d_forward, conv2d_backward_input),
+    "gemm": (fastconv.conv2d_forward, fastconv.conv2d_backward_input),
 }
+REFERENCE_CONV = "im2col"
+DEFAULT_CONV = "gemm"  # the fastest that passes the tests; see benchmarks/README.md
 
 
 class VGG19:
@@ -64,7 +71,7 @@ class VGG19:
     """
 
     def __init__(
-        self, params, prep, *, dtype="float32", backend="numpy", pooling="max", conv="im2col", attrs=None
+        self, params, prep, *, dtype="float32", backend="numpy", pooling="max", conv=DEFAULT_CONV, attrs=None
     ):
         if conv not in CONV_ALGORITHMS:
             raise ScratchNSTError(f"unknown conv algorithm {conv!r}; choose one of {', '.join(CONV_ALGORITHMS)}")
@@ -135,6 +142,7 @@ class VGG19:
         x = self._check_image(image)
         depth = max(LAYERS.index(name) for name in layers)
         wanted = set(layers)
+        fast = self.conv != REFERENCE_CONV
         acts, caches = {}, []
         for name in LAYERS[: depth + 1]:
             if name.startswith("conv"):
@@ -142,15 +150,25 @@ class VGG19:
                 x, cache = self.conv_forward(x, k, b, pad=1)
                 backward = self.conv_backward_input
             elif name.startswith("relu"):
-                x, cache = relu_forward(x)
-                backward = relu_backward
+                if not fast:
+                    x, cache = relu_forward(x)
+                    backward = relu_backward
+                elif LAYERS[LAYERS.index(name) - 1] in wanted:  # the conv output was requested: keep it
+                    x, cache = fastconv.relu_forward(x)
+                    backward = fastconv.relu_backward
+                else:  # the conv's fresh output, held by nobody else: overwrite it
+                    x, cache = fastconv.relu_forward_inplace(x)
+                    backward = fastconv.relu_backward
             else:
                 if min(x.shape[1:]) < 2:
                     raise ScratchNSTError(
                         f"image {tuple(image.shape[1:])} is too small to reach {name}: "
                         f"it is {tuple(x.shape[1:])} there; use a larger image or shallower layers"
                     )
-                if self.pooling == "max":
+                if self.pooling == "max" and fast:
+                    x, cache = fastconv.max_pool_forward(x)
+                    backward = fastconv.max_pool_backward
+                elif self.pooling == "max":
                     x, cache = max_pool_forward(x)
                     backward = max_pool_backward
                 else:
@@ -196,17 +214,22 @@ class VGG19:
             )
         depth = max(computed.index(name) for name in grads)
         d = None
+        owned = False  # may d be overwritten? Not while it is the caller's own array.
         for name, backward, cache, shape in reversed(self._caches[: depth + 1]):
             if name in grads:
                 g = self.xp.asarray(grads[name], dtype=self.dtype)
                 if g.shape != shape:
                     raise ScratchNSTError(f"gradient for {name} has shape {g.shape}, expected {shape}")
-                d = g if d is None else d + g
-            d = backward(d, cache)
+                d, owned = (g, False) if d is None else (d + g, True)
+            if backward is fastconv.relu_backward:
+                d = backward(d, cache, inplace=owned)
+            else:
+                d = backward(d, cache)
+            owned = True  # every backward returns an array of its own
         return d
 
 
-def load_vgg19(weights=None, *, dtype="float32", backend="numpy", pooling="max", conv="im2col"):
+def load_vgg19(weights=None, *, dtype="float32", backend="numpy", pooling="max", conv=DEFAULT_CONV):
     """Build VGG19 from a weights file in scratchnst's HDF5 layout.
 
     Parameters
@@ -216,7 +239,9 @@ def load_vgg19(weights=None, *, dtype="float32", backend="numpy", pooling="max",
     dtype : "float32" (stylization) or "float64" (gradient and parity checks)
     backend : "numpy" or "cupy"
     pooling : "max" (VGG's own) or "avg" (Gatys et al.'s choice for synthesis)
-    conv : name of a convolution algorithm in ``CONV_ALGORITHMS``
+    conv : name of a convolution algorithm in ``CONV_ALGORITHMS``: ``"im2col"`` for
+        the reference ops of :mod:`scratchnst.layers` throughout, or a fast one
+        (default ``DEFAULT_CONV``) with :mod:`scratchnst.fastconv`'s ReLU and pooling.
     """
     if str(dtype) not in ("float32", "float64"):
         raise ScratchNSTError(f"dtype must be float32 or float64, got {dtype!r}")
