@@ -303,7 +303,8 @@ def reconstructions_figure(original, results, kind):
 
     n = len(results) + 1
     rows, cols = _grid(n, cols=min(n, 6))
-    fig = Figure(figsize=(2.6 * cols, 2.8 * rows + 0.6), layout="constrained")
+    aspect = original.shape[0] / original.shape[1]  # panel height follows the image: no empty bands
+    fig = Figure(figsize=(2.6 * cols, (2.6 * aspect + 0.4) * rows + 0.6), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     axes[0].imshow(original)
     axes[0].set_title("original", fontsize=10)
