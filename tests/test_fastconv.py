@@ -1,0 +1,200 @@
+"""The fast ops of scratchnst.fastconv against the reference ops of scratchnst.layers,
+and by finite differences on their own.
+
+Floors: fast vs reference <= 1e-12 relative in float64 and <= 1e-4 in float32
+(rounding only: the same sums in another order); finite differences <= 1e-7 (float64).
+Timing is the benchmarks' business (benchmarks/), never a test's.
+"""
+
+import numpy as np
+import pytest
+from test_layers import CONV_CASES, distinct  # tests/ is on sys.path (pytest rootdir conftest)
+
+import scratchnst
+from scratchnst import fastconv as F
+from scratchnst import layers as L
+from scratchnst.backend import to_numpy
+from scratchnst.gradcheck import check_directional, check_vjp, rel_error
+from scratchnst.vgg import CONV_ALGORITHMS, REFERENCE_CONV
+
+FAST_CONVS = [name for name in CONV_ALGORITHMS if name != REFERENCE_CONV]
+FLOOR = {np.float64: 1e-12, np.float32: 1e-4}
+
+
+@pytest.fixture(params=[False, True], ids=["one-band", "many-bands"])
+def bands(request, monkeypatch):
+    """Run each conv test with the usual band size, and with bands of a single row so
+    that several bands and a short last band are exercised even on tiny images."""
+    if request.param:
+        monkeypatch.setattr(F, "BAND_BYTES", {"numpy": 1, "cupy": 1})
+        monkeypatch.setattr(F, "MIN_BAND_PIXELS", 1)
+    return request.param
+
+
+def conv_inputs(rng, xp, C, H, W, O, k, dtype):
+    x = rng.standard_normal((C, H, W))
+    w = rng.standard_normal((O, C, k, k))
+    b = rng.standard_normal(O)
+    return [xp.asarray(a, dtype=dtype) for a in (x, w, b)]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("algo", FAST_CONVS)
+@pytest.mark.parametrize("C,H,W,O,k,pad", CONV_CASES + [(4, 9, 7, 5, 3, 1), (3, 10, 12, 2, 3, 1)])
+def test_fast_conv_matches_reference(rng, xp, bands, algo, dtype, C, H, W, O, k, pad):
+    forward, backward = CONV_ALGORITHMS[algo]
+    x, w, b = conv_inputs(rng, xp, C, H, W, O, k, dtype)
+    out, cache = forward(x, w, b, pad)
+    ref, ref_cache = L.conv2d_forward(x, w, b, pad)
+    assert out.shape == ref.shape and out.dtype == dtype
+    dout = xp.asarray(rng.standard_normal(ref.shape), dtype=dtype)
+    dx, dx_ref = backward(dout, cache), L.conv2d_backward_input(dout, ref_cache)
+    assert dx.shape == x.shape and dx.dtype == dtype
+    errs = rel_error(out, ref), rel_error(dx, dx_ref)
+    print(f"{algo} {np.dtype(dtype).name} conv {C}x{H}x{W} k={k} pad={pad}: fwd {errs[0]:.1e}, bwd {errs[1]:.1e}")
+    assert max(errs) <= FLOOR[dtype], errs
+
+
+@pytest.mark.parametrize("algo", FAST_CONVS)
+@pytest.mark.parametrize("C,H,W,O,k,pad", CONV_CASES)
+def test_fast_conv_backward_gradcheck(rng, xp, bands, algo, C, H, W, O, k, pad):
+    forward, backward = CONV_ALGORITHMS[algo]
+    x, w, b = conv_inputs(rng, xp, C, H, W, O, k, np.float64)
+    out, cache = forward(x, w, b, pad)
+    dout = xp.asarray(rng.standard_normal(out.shape))
+    err = check_vjp(lambda z: forward(z, w, b, pad)[0], x, dout, backward(dout, cache))
+    assert err < 1e-7, err
+
+
+def test_fast_conv_keeps_only_what_backward_needs(rng):
+    x, w, b = conv_inputs(rng, np, 2, 5, 5, 3, 3, np.float32)
+    x0 = x.copy()
+    _, cache = F.conv2d_forward(x, w, b)
+    np.testing.assert_array_equal(x, x0)  # forward never modifies its input
+    assert cache.shape == x.shape and not any(c is x for c in cache)
+
+
+def test_gradcheck_catches_a_wrong_fast_gradient(rng):
+    """An unflipped kernel in the backward convolution must fail the check."""
+    x, w, b = conv_inputs(rng, np, 2, 5, 6, 3, 3, np.float64)
+    out, cache = F.conv2d_forward(x, w, b)
+    dout = rng.standard_normal(out.shape)
+    wrong = F.conv2d_forward_nocache(dout, np.ascontiguousarray(w.transpose(1, 0, 2, 3)), None, 1)
+    assert check_vjp(lambda z: F.conv2d_forward(z, w, b)[0], x, dout, wrong) > 1e-2
+
+
+# ---------------------------------------------------------------- ReLU and pooling
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_relu_inplace_matches_reference(rng, xp, dtype):
+    x = xp.asarray(rng.standard_normal((3, 7, 5)), dtype=dtype)
+    x[0, 0, 0] = 0.0  # the kink: derivative 0, as in the reference
+    ref, ref_cache = L.relu_forward(x)
+    dout = xp.asarray(rng.standard_normal(x.shape), dtype=dtype)
+    dref = L.relu_backward(dout, ref_cache)
+
+    out, mask = F.relu_forward(x)
+    assert out is not x and mask.dtype == bool
+    np.testing.assert_array_equal(to_numpy(out), to_numpy(ref))
+    np.testing.assert_array_equal(to_numpy(F.relu_backward(dout, mask)), to_numpy(dref))
+
+    y = x.copy()
+    out, mask = F.relu_forward_inplace(y)
+    assert out is y  # overwritten, no new array
+    np.testing.assert_array_equal(to_numpy(out), to_numpy(ref))
+    d = dout.copy()
+    assert F.relu_backward(d, mask, inplace=True) is d
+    np.testing.assert_array_equal(to_numpy(d), to_numpy(dref))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", [(2, 6, 4), (3, 6, 5), (1, 7, 7), (2, 5, 8), (1, 2, 2), (1, 3, 3)])
+def test_fast_max_pool_matches_reference(rng, xp, dtype, shape):
+    x = xp.asarray(distinct(rng, shape), dtype=dtype)
+    out, cache = F.max_pool_forward(x)
+    ref, ref_cache = L.max_pool_forward(x)
+    np.testing.assert_array_equal(to_numpy(out), to_numpy(ref))
+    np.testing.assert_array_equal(to_numpy(cache.index), to_numpy(ref_cache.argmax))
+    assert cache.index.dtype == np.uint8
+    dout = xp.asarray(rng.standard_normal(ref.shape), dtype=dtype)
+    dx = F.max_pool_backward(dout, cache)
+    np.testing.assert_array_equal(to_numpy(dx), to_numpy(L.max_pool_backward(dout, ref_cache)))
+    if dtype == np.float64:
+        assert check_vjp(lambda z: F.max_pool_forward(z)[0], x, dout, dx) < 1e-7
+
+
+def test_fast_max_pool_ties_route_to_first_maximum(xp):
+    x = xp.asarray([[[0.0, 3.0, 5.0, 5.0], [3.0, 1.0, 5.0, 5.0]]])  # ties (0,1)=(1,0); all four equal
+    _, cache = F.max_pool_forward(x)
+    dx = to_numpy(F.max_pool_backward(xp.ones((1, 1, 2)), cache))
+    np.testing.assert_array_equal(dx, [[[0, 1, 1, 0], [0, 0, 0, 0]]])
+
+
+# ---------------------------------------------------------------- the whole network
+
+
+@pytest.fixture(scope="module")
+def nets():
+    """{(conv, dtype): network} for the reference and every fast algorithm, NumPy."""
+    return {
+        (conv, dtype): scratchnst.load_vgg19(dtype=dtype, conv=conv)
+        for conv in CONV_ALGORITHMS
+        for dtype in ("float64", "float32")
+    }
+
+
+LAYERS_USED = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("algo", FAST_CONVS)
+def test_fast_network_matches_reference(nets, rng, algo, dtype):
+    """Style transfer's layers, odd image size: activations and the input gradient."""
+    x = rng.uniform(-100, 100, (3, 37, 29))
+    acts_ref = nets[REFERENCE_CONV, dtype].forward(x, LAYERS_USED)
+    grads = {n: rng.standard_normal(a.shape).astype(dtype) for n, a in acts_ref.items()}
+    g_ref = nets[REFERENCE_CONV, dtype].backward(grads)
+    acts = nets[algo, dtype].forward(x, LAYERS_USED)
+    g = nets[algo, dtype].backward(grads)
+    fwd = max(rel_error(acts[n], acts_ref[n]) for n in LAYERS_USED)
+    bwd = rel_error(g, g_ref)
+    print(f"{algo} {dtype} VGG19 vs reference: forward {fwd:.1e}, backward {bwd:.1e}")
+    assert g.dtype == np.dtype(dtype)
+    assert max(fwd, bwd) <= FLOOR[np.dtype(dtype).type]
+
+
+@pytest.mark.parametrize("algo", FAST_CONVS)
+def test_fast_network_directional_gradcheck(nets, rng, algo):
+    net = nets[algo, "float64"]
+    x = rng.uniform(-100, 100, (3, 35, 27))
+    acts = net.forward(x, LAYERS_USED)
+    g = {n: rng.standard_normal(a.shape) for n, a in acts.items()}
+
+    def loss(z):
+        a = net.forward(z, LAYERS_USED)
+        return sum(np.sum(g[n] * a[n]) for n in LAYERS_USED)
+
+    grad = net.backward(g)
+    err, analytic, numeric = check_directional(loss, x, grad, seed=5, h=1e-4)
+    print(f"{algo} VGG19 directional check: {analytic:.10e} vs {numeric:.10e}, rel {err:.1e}")
+    assert err <= 1e-7
+
+
+@pytest.mark.parametrize("algo", FAST_CONVS)
+def test_in_place_ops_leave_requested_and_given_arrays_alone(nets, rng, algo):
+    """A requested conv output is not overwritten by its ReLU; backward leaves the
+    caller's gradient arrays untouched, and may be called twice after one forward."""
+    net = nets[algo, "float64"]
+    x = rng.uniform(-100, 100, (3, 12, 10))
+    acts = net.forward(x, ["conv1_2", "relu1_2", "relu2_1"])
+    assert (acts["conv1_2"] < 0).any()
+    np.testing.assert_array_equal(acts["relu1_2"], np.maximum(acts["conv1_2"], 0))
+    ref = nets[REFERENCE_CONV, "float64"].forward(x, ["conv1_2"])["conv1_2"]
+    assert rel_error(acts["conv1_2"], ref) < 1e-12
+    g = {"relu1_2": rng.standard_normal(acts["relu1_2"].shape), "relu2_1": rng.standard_normal(acts["relu2_1"].shape)}
+    g0 = {n: a.copy() for n, a in g.items()}
+    first = net.backward(g)
+    for n in g:
+        np.testing.assert_array_equal(g[n], g0[n])
+    np.testing.assert_array_equal(net.backward(g), first)
