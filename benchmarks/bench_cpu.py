@@ -123,7 +123,7 @@ def numpy_iteration(size, conv):
     return lambda: obj.value_and_grad(x)
 
 
-def torch_iteration(size, threads):
+def torch_iteration(size, threads=None, device="cpu"):
     """The same loss in PyTorch: VGG19 features to relu5_1 with the same weights,
     targets and constants as :func:`numpy_iteration`, gradient with respect to the
     input only (weights frozen). Only PyTorch holds activations in this process, so
@@ -134,7 +134,8 @@ def torch_iteration(size, threads):
     from scratchnst.vgg import LAYERS
     from scratchnst.weights import load_weights
 
-    torch.set_num_threads(threads)
+    if threads:
+        torch.set_num_threads(threads)
     params, _, _ = load_weights()
     mods, names = [], LAYERS[: LAYERS.index("relu5_1") + 1]
     for name in names:
@@ -143,7 +144,7 @@ def torch_iteration(size, threads):
             conv = torch.nn.Conv2d(k.shape[1], k.shape[0], 3, padding=1)
             conv.weight.requires_grad_(False).copy_(torch.as_tensor(k, dtype=torch.float32))
             conv.bias.requires_grad_(False).copy_(torch.as_tensor(b, dtype=torch.float32))
-            mods.append(conv)
+            mods.append(conv.to(device))
         elif name.startswith("relu"):
             mods.append(torch.nn.ReLU(inplace=True))
         else:
@@ -162,7 +163,7 @@ def torch_iteration(size, threads):
     # Targets and constants exactly as scratchnst.objective.Objective builds them
     # (preset "gatys", one style image of the content's size).
     preset = get_preset("gatys")
-    content, style, x0 = (torch.from_numpy(a)[None] for a in images(size))
+    content, style, x0 = (torch.from_numpy(a)[None].to(device) for a in images(size))
     with torch.no_grad():
         P = {n: a.clone() for n, a in features(content).items() if n in CONTENT_LAYERS}
         A = {}
@@ -187,7 +188,7 @@ def torch_iteration(size, threads):
             loss_s = loss_s + k_style[n] * ((F @ F.T - A[n]) ** 2).sum()
         loss = preset.alpha * loss_c + preset.beta * loss_s
         (grad,) = torch.autograd.grad(loss, x)
-        return float(loss.detach()), grad[0].numpy()
+        return float(loss.detach()), grad[0]  # float() synchronises, as the Objective's does
 
     return step
 
@@ -206,7 +207,7 @@ def child(impl, size, conv, warmup, repeats, threads, ref_path):
         t = time.perf_counter()
         loss, grad = step()
         times.append(time.perf_counter() - t)
-    grad = np.asarray(grad)
+    grad = np.asarray(grad.cpu()) if impl == "torch" else np.asarray(grad)
     result = {"impl": impl, "size": size, "times": times, "loss": float(loss),
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # KiB on Linux
     if impl == "numpy":
