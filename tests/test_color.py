@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from scratchnst.backend import gpu_available, to_numpy
+from scratchnst.backend import to_numpy
 from scratchnst.color import (
     COLOR_MODES,
     luminance,
@@ -23,18 +23,7 @@ from scratchnst.color import (
 )
 from scratchnst.errors import ScratchNSTError
 
-
-@pytest.fixture(
-    params=["numpy", pytest.param("cupy", marks=pytest.mark.gpu)],
-)
-def xp(request):
-    if request.param == "numpy":
-        return np
-    if not gpu_available():
-        pytest.skip("needs CuPy and a CUDA device")
-    import cupy
-
-    return cupy
+# The xp fixture (numpy, and cupy where a GPU is present) is in conftest.py.
 
 
 def colour_image(shape, seed, mean=(120.0, 90.0, 60.0), mix=None):

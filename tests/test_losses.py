@@ -7,7 +7,7 @@ message. Inputs are random, non-degenerate and float64; the floor is 1e-7.
 import numpy as np
 import pytest
 
-from scratchnst.backend import gpu_available, to_float, to_numpy
+from scratchnst.backend import to_float, to_numpy
 from scratchnst.errors import ScratchNSTError
 from scratchnst.gradcheck import check_directional, numerical_grad, numerical_vjp, rel_error
 from scratchnst.losses import (
@@ -24,20 +24,7 @@ from scratchnst.losses import (
 
 TOL = 1e-7
 
-BACKENDS = [
-    "numpy",
-    pytest.param("cupy", marks=[pytest.mark.gpu,
-                                pytest.mark.skipif(not gpu_available(), reason="no CuPy/CUDA device")]),
-]
-
-
-@pytest.fixture(params=BACKENDS)
-def xp(request):
-    if request.param == "numpy":
-        return np
-    import cupy
-
-    return cupy
+# The xp fixture (numpy, and cupy where a GPU is present) is in conftest.py.
 
 
 def draw(xp, *shape, seed=0, scale=1.0):

@@ -18,20 +18,7 @@ from scratchnst.optim import minimize
 TOL = 1e-7
 DATA = os.path.join(os.path.dirname(__file__), "data", "vgg19_gatys_48x40.npz")
 
-BACKENDS = [
-    "numpy",
-    pytest.param("cupy", marks=[pytest.mark.gpu,
-                                pytest.mark.skipif(not gpu_available(), reason="no CuPy/CUDA device")]),
-]
-
-
-@pytest.fixture(params=BACKENDS)
-def xp(request):
-    if request.param == "numpy":
-        return np
-    import cupy
-
-    return cupy
+# The xp fixture (numpy, and cupy where a GPU is present) is in conftest.py.
 
 
 class FakeNet:

@@ -6,24 +6,11 @@ import math
 import numpy as np
 import pytest
 
-from scratchnst.backend import gpu_available, to_numpy
+from scratchnst.backend import to_numpy
 from scratchnst.errors import ScratchNSTError
 from scratchnst.optim import LBFGS, Adam, minimize, strong_wolfe
 
-BACKENDS = [
-    "numpy",
-    pytest.param("cupy", marks=[pytest.mark.gpu,
-                                pytest.mark.skipif(not gpu_available(), reason="no CuPy/CUDA device")]),
-]
-
-
-@pytest.fixture(params=BACKENDS)
-def xp(request):
-    if request.param == "numpy":
-        return np
-    import cupy
-
-    return cupy
+# The xp fixture (numpy, and cupy where a GPU is present) is in conftest.py.
 
 
 def rosenbrock(x):
