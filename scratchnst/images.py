@@ -16,8 +16,6 @@ input space is the job of the preprocessing code, not of this module.
 """
 
 import json
-import os
-import secrets
 import struct
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
+from .atomic import atomic_path
 from .errors import ScratchNSTError
 
 IMAGE_DIR = Path(__file__).parent / "data" / "images"
@@ -344,11 +343,9 @@ def _png_info(metadata):
 def save_image(path, img, metadata=None):
     """Write an RGB ``uint8`` image atomically: the whole file or nothing.
 
-    The image is written to a temporary file in the same directory, flushed to
-    disk, and renamed over ``path`` with :func:`os.replace`, which is atomic on
-    one file system. An interrupted or failed write therefore never leaves a
-    truncated picture at ``path`` (an earlier file there survives intact), and the
-    temporary file is removed on any failure.
+    Through :func:`scratchnst.atomic.atomic_path`: an interrupted or failed write
+    never leaves a truncated picture at ``path`` (an earlier file there survives
+    intact), and the temporary file is removed on any failure.
 
     Parameters
     ----------
@@ -386,34 +383,8 @@ def save_image(path, img, metadata=None):
             options["comment"] = json.dumps({str(k): str(v) for k, v in metadata.items()})
 
     pil = Image.fromarray(np.ascontiguousarray(img))
-    directory = path.parent
-    # os.open with O_EXCL and mode 0o666 (not tempfile.mkstemp, whose 0o600 would
-    # stick to the final file): the umask then gives the same permissions a plain
-    # open() would. O_BINARY matters on Windows only.
-    tmp = directory / f".{path.name}.{secrets.token_hex(4)}.tmp"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    try:
-        fd = os.open(tmp, flags, 0o666)
-    except FileNotFoundError:
-        raise ScratchNSTError(f"cannot save {path}: directory {directory} does not exist") from None
-    except OSError as e:
-        raise ScratchNSTError(f"cannot save {path}: {e.strerror or _one_line(e)}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pil.save(f, format=fmt, **options)
-            f.flush()
-            # Without fsync a crash just after the rename can leave an empty file
-            # on some file systems: the rename reaches the disk before the data.
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(e, OSError):
-            raise ScratchNSTError(f"cannot save {path}: {e.strerror or _one_line(e)}") from None
-        raise  # not an I/O problem (a bug, KeyboardInterrupt): keep the traceback
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        pil.save(f, format=fmt, **options)
 
 
 def read_png_metadata(path):

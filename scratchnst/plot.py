@@ -1,10 +1,8 @@
 """The loss curve of a run: total, content, style and TV terms per iteration."""
 
-import os
-import tempfile
 from pathlib import Path
 
-from .errors import ScratchNSTError
+from .atomic import atomic_path
 
 
 def plot_losses(history, path, title="scratchnst: loss per iteration"):
@@ -35,16 +33,6 @@ def plot_losses(history, path, title="scratchnst: loss per iteration"):
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(loc="upper right", fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    except OSError as e:
-        raise ScratchNSTError(f"cannot write plot {path}: {e.strerror}") from None
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png")
     return path

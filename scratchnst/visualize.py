@@ -19,12 +19,12 @@ the end of the module.
 """
 
 import os
-import secrets
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+from .atomic import atomic_path
 from .backend import to_numpy
 from .errors import ScratchNSTError
 from .synthesis import check_unit
@@ -339,21 +339,10 @@ def check_output_path(path):
 
 
 def save_figure(fig, path, dpi=110):
-    """Write a figure atomically: to a temporary file beside ``path``, then :func:`os.replace`.
-
-    An interrupted or failed save leaves no partial file (and an earlier file at
-    ``path`` intact); the temporary file is removed on failure.
-    """
+    """Write a figure atomically (:mod:`scratchnst.atomic`): the whole file or nothing."""
     path = check_output_path(path)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format=path.suffix[1:].lower(), dpi=dpi)
-        os.replace(tmp, path)
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise ScratchNSTError(f"cannot save {path}: {e.strerror or e}") from None
-        raise
     return path
 
 

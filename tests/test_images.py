@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scratchnst import images
+from scratchnst import atomic, images
 from scratchnst.errors import ScratchNSTError
 from scratchnst.images import (
     bundled_image,
@@ -463,7 +463,7 @@ def test_failure_keeps_the_previous_file_intact(tmp_path, monkeypatch):
     def fail_on_rename(src, dst):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(images.os, "replace", fail_on_rename)
+    monkeypatch.setattr(atomic.os, "replace", fail_on_rename)
     with pytest.raises(ScratchNSTError):
         save_image(path, random_image(seed=6))
     assert path.read_bytes() == before
