@@ -7,10 +7,9 @@ rounding, same finite-difference checks. What changes, and why:
 * **Convolution in row bands** (:func:`conv2d_forward`). The reference builds the
   whole im2col matrix, ``kh*kw = 9`` copies of the input: 2.4 GB for conv1_2 of a
   1024 px image, and as much again for its gradient. Here the output is computed a
-  band of rows at a time; each band's im2col block (a few MiB, reused for every
-  band) is filled and multiplied straight into the output. Same GEMM (K = 9 C),
-  same arithmetic, memory ``O(band)`` instead of ``O(9 * input)``, and the block
-  stays in cache between its fill and its product.
+  band of rows at a time; each band's im2col block (at most ``BAND_BYTES``, reused
+  for every band) is filled and multiplied straight into the output. Same GEMM
+  (K = 9 C), same arithmetic, memory ``O(band)`` instead of ``O(9 * input)``.
 * **Gradient as a convolution** (:func:`conv2d_backward_input`). The gradient with
   respect to the input of a stride-1 convolution is itself a convolution, of
   ``dout`` with the kernel transposed (``c <-> o``) and flipped (``u, v -> k-1-u,
@@ -35,10 +34,14 @@ import numpy as np
 
 from .backend import array_module
 
-# Size of one band's im2col block. 8 MiB fits the L2/L3 caches of a desktop CPU
-# well enough that filling the block and multiplying it read it from cache; on a
-# GPU, where each band is a handful of kernel launches, bands are made larger.
-BAND_BYTES = {"numpy": 8 << 20, "cupy": 512 << 20}
+# Size of one band's im2col block. Smaller blocks stay in cache between their fill
+# and their product, but every band is one GEMM call, and each call synchronises
+# OpenBLAS's threads: on a loaded machine a sync can cost a scheduler time slice.
+# Measured side by side on a busy 2-core machine (256 px iteration, 2 threads),
+# 8 MiB bands were 2.4x slower than 64 MiB ones, and 64 MiB was as fast as one band
+# per layer. 64 MiB still bounds the block (the whole im2col of conv1_2 at 1024 px
+# is 2.4 GB). On a GPU, where each band is a handful of kernel launches, larger.
+BAND_BYTES = {"numpy": 64 << 20, "cupy": 512 << 20}
 MIN_BAND_PIXELS = 512  # below this a GEMM is too thin to run at full speed
 
 
