@@ -458,7 +458,11 @@ for conv, net in nets.items():
 
 # %%
 def swapped_windows(net, x, v, h):
-    """Max-pool windows whose winner differs between x - h v and x + h v."""
+    """Max-pool windows whose winner differs between x - h v and x + h v.
+
+    Reads the argmax kept in each scratchnst.layers.PoolCache (the conv="im2col" network's
+    pools); it peeks at the network's private list of caches, for this demonstration only.
+    """
     found = []
     net.forward(x - h * v, ["pool5"] if min(x.shape[1:]) >= 32 else ["pool4"])
     before = {n: np.array(c.argmax) for n, _, c, _ in net._caches if n.startswith("pool")}
