@@ -13,7 +13,7 @@ the backward pass walks those caches in reverse, adding in the gradient given fo
 each activation as it passes that layer.
 """
 
-from . import fastconv
+from . import fastconv, winograd
 from .backend import get_xp
 from .errors import ScratchNSTError
 from .layers import (
@@ -52,6 +52,7 @@ POOLING = ("max", "avg")
 CONV_ALGORITHMS = {
     "im2col": (conv2d_forward, conv2d_backward_input),
     "gemm": (fastconv.conv2d_forward, fastconv.conv2d_backward_input),
+    "winograd": (winograd.conv2d_forward, winograd.conv2d_backward_input),
 }
 REFERENCE_CONV = "im2col"
 DEFAULT_CONV = "gemm"  # the fastest that passes the tests; see benchmarks/README.md
