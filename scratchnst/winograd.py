@@ -128,27 +128,32 @@ def _lincomb(xp, coeffs, terms, out):
 
     ``terms`` is a sequence of arrays (often strided views); ``out`` may be a
     strided view too. The transform matrices are mostly 0 and +-1, so this is
-    where Winograd's transforms become "additions only".
+    where Winograd's transforms become "additions only". Two leading +-1 terms
+    are combined in one pass (``t0 - t1``, not a copy of t0 and then ``-= t1``):
+    these passes over memory, not the GEMMs, are what the transforms cost.
     """
-    first = True
-    for c, t in zip(coeffs, terms):
-        c = float(c)
-        if c == 0:
-            continue
-        if first:
-            if c == 1:
-                out[...] = t
-            else:
-                xp.multiply(t, c, out=out)
-            first = False
-        elif c == 1:
+    nz = [(float(c), t) for c, t in zip(coeffs, terms) if c != 0]
+    if not nz:
+        out[...] = 0
+        return out
+    (c0, t0), rest = nz[0], nz[1:]
+    if rest and c0 in (1.0, -1.0) and rest[0][0] in (1.0, -1.0) and (c0, rest[0][0]) != (-1.0, -1.0):
+        c1, t1 = rest.pop(0)
+        if c0 == 1:
+            (xp.add if c1 == 1 else xp.subtract)(t0, t1, out=out)
+        else:  # -t0 + t1
+            xp.subtract(t1, t0, out=out)
+    elif c0 == 1:
+        out[...] = t0
+    else:
+        xp.multiply(t0, c0, out=out)
+    for c, t in rest:
+        if c == 1:
             xp.add(out, t, out=out)
         elif c == -1:
             xp.subtract(out, t, out=out)
         else:
-            out += c * t  # only F(4x4) has coefficients other than 0, +-1
-    if first:
-        out[...] = 0
+            out += c * t  # only F(4x4) has coefficients other than 0 and +-1
     return out
 
 
@@ -259,48 +264,70 @@ def winograd_conv3x3(x, U, T, pad=1):
     nH, nW = -(-Ho // m), -(-Wo // m)
     BT, AT = T.BT, T.AT
 
-    # Zero-padded input covering every tile: (C, m nH + 2, m nW + 2).
-    xpad = xp.zeros((C, m * nH + 2, m * nW + 2), dtype=x.dtype)
-    xpad[:, pad : pad + H, pad : pad + W] = x
-    out = xp.empty((O, m * nH, m * nW), dtype=x.dtype)
+    # The zero-padded input, covering every tile, with its columns dealt into m
+    # phases: xd[c, y, q, k] = xpad[c, y, m k + q]. Column v of tile s is then
+    # xd[..., v % m, s + v // m], a contiguous run over s (a strided ::m slice of
+    # xpad would make every transform pass a strided one).
+    xd = xp.zeros((C, m * nH + 2, m, nW + 1), dtype=x.dtype)  # (C, Hpad, m, nW + 1)
+    for q in range(m):
+        j0 = (q - pad) % m  # first input column that lands in phase q
+        n = len(range(j0, W, m))
+        k0 = (j0 + pad) // m
+        xd[:, pad : pad + H, q, k0 : k0 + n] = x[:, :, j0::m]
+    out = xp.empty(
+        (O, nH, m, nW, m), dtype=x.dtype
+    )  # = (O, m nH, m nW): out[o, t, i, s, j] is pixel (m t + i, m s + j)
 
-    # Tile rows per band: V (a^2 C), M (a^2 O) and the half-transformed rows per tile.
-    bytes_per_tile_row = (a * a * (C + O) + a * C * (m + 2) // m + m * a * O) * nW * x.dtype.itemsize
+    # Tile rows per band: V (a^2 C), M (a^2 O), R (a C m) and Z, Y (m a O, m m O) per tile.
+    floats_per_tile = a * a * (C + O) + a * C * m + m * a * O + m * m * O
     budget = fastconv.BAND_BYTES["numpy" if xp is np else "cupy"]
     min_rows = -(-fastconv.MIN_BAND_PIXELS // max(m * m * nW, 1))
-    rows = int(min(max(budget // max(bytes_per_tile_row, 1), min_rows, 1), nH))
-    Vbuf = xp.empty((a, a, C, rows, nW), dtype=x.dtype)
-    Mbuf = xp.empty((a * a, O, rows * nW), dtype=x.dtype)
-    Rbuf = xp.empty((a, C, rows, m * nW + 2), dtype=x.dtype)  # B^T applied to rows only
-    Zbuf = xp.empty((m, a, O, rows, nW), dtype=x.dtype)  # A^T applied to rows only
+    rows = int(min(max(budget // max(floats_per_tile * (nW + 1) * x.dtype.itemsize, 1), min_rows, 1), nH))
+    # Flat buffers, reused by every band; a short last band uses a contiguous prefix.
+    bufs = {
+        k: xp.empty(n * rows, dtype=x.dtype)
+        for k, n in (
+            ("V", a * a * C * nW),
+            ("M", a * a * O * nW),
+            ("R", a * C * m * (nW + 1)),
+            ("Z", m * a * O * nW),
+            ("Y", m * m * O * nW),
+        )
+    }
 
     for t0 in range(0, nH, rows):
         r = min(rows, nH - t0)
-        V, R, Z = Vbuf[:, :, :, :r], Rbuf[:, :, :r], Zbuf[:, :, :, :r]
-        # V = B^T d B. Rows: R[xi] = sum_u BT[xi, u] d[u, :], each d[u, :] a strided slice over tiles.
-        rows_u = [xpad[:, m * t0 + u : m * (t0 + r - 1) + u + 1 : m, :] for u in range(a)]  # a x (C, r, Wpad)
+        V = bufs["V"][: a * a * C * r * nW].reshape(a, a, C, r, nW)
+        R = bufs["R"][: a * C * r * m * (nW + 1)].reshape(a, C, r, m, nW + 1)
+        Mk = bufs["M"][: a * a * O * r * nW].reshape(a * a, O, r * nW)
+        Z = bufs["Z"][: m * a * O * r * nW].reshape(m, a, O, r, nW)
+        Y = bufs["Y"][: m * m * O * r * nW].reshape(m, m, O, r, nW)
+        # V = B^T d B. Rows: R[xi] = sum_u BT[xi, u] d[u, :]; row u of every tile in the band is xd[:, m t + u].
+        rows_u = [xd[:, m * t0 + u : m * (t0 + r - 1) + u + 1 : m] for u in range(a)]  # a x (C, r, m, nW + 1)
         for xi in range(a):
             _lincomb(xp, BT[xi], rows_u, R[xi])
-        # Columns: V[xi, nu] = sum_v BT[nu, v] R[xi][..., v + m s].
+        # Columns: V[xi, nu] = sum_v BT[nu, v] R[xi][.., column v of each tile].
         for xi in range(a):
-            cols_v = [R[xi][:, :, v : m * (nW - 1) + v + 1 : m] for v in range(a)]  # a x (C, r, nW)
+            cols_v = [R[xi, :, :, v % m, v // m : v // m + nW] for v in range(a)]  # a x (C, r, nW)
             for nu in range(a):
                 _lincomb(xp, BT[nu], cols_v, V[xi, nu])
         # M[k] = U[k] @ V[k] for the a^2 points k = (xi, nu): batched GEMM.  # koc,kcp->kop
-        Vk = V.reshape(a * a, C, r * nW) if r == rows else xp.ascontiguousarray(V).reshape(a * a, C, r * nW)
-        if r == rows:
-            M = xp.matmul(U, Vk, out=Mbuf) if xp is np else xp.matmul(U, Vk)
-        else:
-            M = xp.matmul(U, Vk)
-        M = M.reshape(a, a, O, r, nW)
-        # Y = A^T M A, rows then columns; Y[i, j] lands on out[:, m t + i, m s + j].
+        Vk = V.reshape(a * a, C, r * nW)
+        if xp is np:
+            xp.matmul(U, Vk, out=Mk)
+        else:  # CuPy's matmul is not documented to write into out=; M is one band, small there
+            Mk = xp.matmul(U, Vk)
+        M = Mk.reshape(a, a, O, r, nW)
+        # Y = A^T M A, rows then columns.
         for i in range(m):
             for nu in range(a):
                 _lincomb(xp, AT[i], [M[xi, nu] for xi in range(a)], Z[i, nu])
         for i in range(m):
             for j in range(m):
-                dst = out[:, m * t0 + i : m * (t0 + r) : m, j::m]  # (O, r, nW), strided
-                _lincomb(xp, AT[j], [Z[i, nu] for nu in range(a)], dst)
+                _lincomb(xp, AT[j], [Z[i, nu] for nu in range(a)], Y[i, j])
+        # Y[i, j] is output pixel (m t + i, m s + j): one interleaving copy into the band of out.
+        out[:, t0 : t0 + r] = Y.transpose(2, 3, 0, 4, 1)  # (m, m, O, r, nW) -> (O, r, m, nW, m)
+    out = out.reshape(O, m * nH, m * nW)
     if m * nH != Ho or m * nW != Wo:
         out = xp.ascontiguousarray(out[:, :Ho, :Wo])
     return out
