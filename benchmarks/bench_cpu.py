@@ -6,12 +6,13 @@ gradient with respect to the image only. Run from the repository root:
 
     python benchmarks/bench_cpu.py                      # 256, 512, 1024 px
     python benchmarks/bench_cpu.py --sizes 256 --repeats 3 --no-torch
+    python benchmarks/bench_cpu.py --sizes 256 512 --conv gemm winograd   # algorithms side by side
 
 Every (size, implementation) is timed in a fresh child process, so its peak
 resident memory (``ru_maxrss``) is its own and not the high-water mark of a
-larger size run before it. Children run one after another, NumPy then PyTorch at
-each size, so the two see the same machine load; compare the ratio, not the
-absolute figures, on a shared machine.
+larger size run before it. Children run one after another, NumPy (each ``--conv``
+algorithm in turn) then PyTorch at each size, so all see the same machine load;
+compare the ratios, not the absolute figures, on a shared machine.
 
 The ceiling is NumPy's own float32 matmul speed, measured in the same run: no
 implementation built on NumPy's GEMM can be faster than all its FLOPs at that rate.
@@ -241,7 +242,8 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=5, help="timed iterations per size (median reported)")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=2, help="BLAS and PyTorch threads (same for both)")
-    p.add_argument("--conv", default=None, help="scratchnst conv algorithm (default: load_vgg19's)")
+    p.add_argument("--conv", nargs="+", default=None,
+                   help="scratchnst conv algorithm(s), timed side by side (default: load_vgg19's)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     p.add_argument("--json", help="also write the results to this file")
     p.add_argument("--child", choices=["numpy", "torch"], help=argparse.SUPPRESS)
@@ -250,7 +252,7 @@ def main(argv=None):
 
     if args.child:
         # thread counts must be fixed before NumPy (and its OpenBLAS) is imported
-        print(json.dumps(child(args.child, args.sizes[0], args.conv, args.warmup, args.repeats, args.threads,
+        print(json.dumps(child(args.child, args.sizes[0], args.conv[0], args.warmup, args.repeats, args.threads,
                               args.ref)))
         return 0
 
@@ -259,8 +261,11 @@ def main(argv=None):
 
     import scratchnst.vgg
 
-    conv = args.conv or scratchnst.vgg.DEFAULT_CONV
-    args.conv = conv
+    convs = args.conv or [scratchnst.vgg.DEFAULT_CONV]
+    unknown = [c for c in convs if c not in scratchnst.vgg.CONV_ALGORITHMS]
+    if unknown:
+        p.error(f"unknown --conv {', '.join(unknown)}; choose from {', '.join(scratchnst.vgg.CONV_ALGORITHMS)}")
+    conv = ",".join(convs)
     try:
         import torch
 
@@ -276,28 +281,34 @@ def main(argv=None):
     ceiling = matmul_ceiling()
     print(f"ceiling : NumPy float32 matmul 2048^3 {ceiling:.0f} GFLOP/s; threads {args.threads}; conv={conv}")
     print()
-    header = f"{'size':>5} {'impl':>6} {'s/iter':>8} {'min':>7} {'GFLOP/s':>8} {'of ceil':>7} {'peak RSS':>9}  notes"
+    header = f"{'size':>5} {'impl':>14} {'s/iter':>8} {'min':>7} {'GFLOP/s':>8} {'of ceil':>7} {'peak RSS':>9}  notes"
     print(header)
     rows = []
     tmp = tempfile.TemporaryDirectory()
     for size in args.sizes:
-        args.ref = os.path.join(tmp.name, f"grad{size}.npy")
         flops = conv_flops(size)
-        impls = ["numpy"] + (["torch"] if have_torch else [])
-        res = {impl: run_child(args, impl, size) for impl in impls}
-        for impl in impls:
-            r = res[impl]
+        # One child per (implementation, size): "numpy" once per conv algorithm, then torch.
+        impls = [("numpy", c) for c in convs] + ([("torch", None)] if have_torch else [])
+        res = {}
+        for impl, c in impls:
+            label = f"np {c}" if impl == "numpy" else "torch"
+            args.conv = c or convs[0]
+            args.ref = os.path.join(tmp.name, f"grad{size}-{args.conv}.npy")  # torch checks against the first
+            res[label] = r = run_child(args, impl, size)
+            r["label"] = label
             if "error" in r:
-                print(f"{size:>5} {impl:>6} failed: {r['error']}")
+                print(f"{size:>5} {label:>14} failed: {r['error']}")
                 continue
             t = median(r["times"])
-            r.update(median_s=t, gflops=flops / t / 1e9, conv_gflop=flops / 1e9)
-            notes = ""
-            if impl == "torch" and "error" not in res["numpy"]:
-                notes = (f"numpy/torch time {res['numpy']['median_s'] / t:.2f}x, "
-                         f"RSS {res['numpy']['peak_rss_mb'] / r['peak_rss_mb']:.2f}x; "
-                         f"gradients agree to {r.get('grad_rel_err', float('nan')):.0e}")
-            print(f"{size:>5} {impl:>6} {t:8.3f} {min(r['times']):7.3f} {r['gflops']:8.0f} "
+            r.update(median_s=t, gflops=flops / t / 1e9, conv_gflop=flops / 1e9, conv=c)
+            ok = [(k, v) for k, v in res.items() if k != label and "median_s" in v]
+            if impl == "torch":
+                notes = "; ".join(f"{k}/torch time {v['median_s'] / t:.2f}x, "
+                                  f"RSS {v['peak_rss_mb'] / r['peak_rss_mb']:.2f}x" for k, v in ok)
+                notes += f"; gradients agree to {r.get('grad_rel_err', float('nan')):.0e}"
+            else:
+                notes = "; ".join(f"time {t / v['median_s']:.2f}x {k}" for k, v in ok)
+            print(f"{size:>5} {label:>14} {t:8.3f} {min(r['times']):7.3f} {r['gflops']:8.0f} "
                   f"{r['gflops'] / ceiling:7.0%} {r['peak_rss_mb']:7.0f}MB  {notes}", flush=True)
             rows.append(r)
     print(f"\n(conv FLOPs per iteration: {', '.join(f'{s}px {conv_flops(s) / 1e9:.0f} G' for s in args.sizes)}; "
