@@ -7,11 +7,11 @@ Both figures come from counting, not from running the network:
   term) and the same again for the input gradient. Pools and ReLUs are noise.
   Time = FLOPs / (the GEMM rate measured here, times an efficiency, since a
   convolution never runs at the pure matmul rate).
-* Memory. The forward pass keeps every layer's output for the backward pass
-  (conv and ReLU outputs each; a pool's output is a quarter of its input), and
-  the largest convolution needs a temporary of ``9 * C_in * h * w`` values for its
-  im2col matrix plus its output and gradient. Optimizer state (L-BFGS keeps 2 x
-  history images) is added on top.
+* Memory. The forward pass keeps every layer's output for the backward pass, and
+  the backward pass holds about as much again in gradients; the interpreter and
+  the weights, and the fast convolution's bounded im2col bands, come on top
+  (:data:`BASE_BYTES`, :data:`BAND_BYTES`, measured). Optimizer state (L-BFGS keeps
+  2 x history images) is added last.
 
 The estimate is rough (within a factor of about 1.5 either way); its job is to
 refuse a run that cannot fit before it starts, and to set expectations.
@@ -49,18 +49,28 @@ def conv_flops(H, W, deepest="relu5_1"):
     return sum(2 * 9 * c_in * c_out * h * w for _, c_in, c_out, h, w in layer_shapes(H, W, deepest))
 
 
+# Measured with benchmarks/bench_cpu.py (peak RSS of a whole iteration): the
+# interpreter, NumPy, h5py and the float32 weights come to about 200 MB before any
+# image, and the fast path's im2col bands add at most two 64 MiB blocks.
+BASE_BYTES = 200 * 2**20
+BAND_BYTES = 2 * 64 * 2**20
+
+
 def memory_bytes(H, W, *, itemsize=4, deepest="relu5_1", optimizer_images=0):
     """Estimated peak bytes of one forward + backward pass, plus optimizer state.
 
-    ``optimizer_images``: how many image-sized arrays the optimizer keeps
-    (L-BFGS with history m: about 2m + 4; Adam: 4).
+    The forward pass keeps one activation per conv layer (its ReLU runs in place)
+    and one per pool; during the backward pass gradients are alive too, though
+    never all at once: a factor 1.75 fits the measured peaks. ``optimizer_images``: how many image-sized
+    arrays the optimizer keeps (L-BFGS with history m: about 2m + 4; Adam: 4).
+    Against benchmarks/bench_cpu.py's peak RSS: +16% at 512 px, +18% at 1024 px,
+    +33% at 256 px (erring high, the safe side for refusing a run).
     """
     shapes = layer_shapes(H, W, deepest)
-    kept = sum(2 * c_out * h * w for _, _, c_out, h, w in shapes)  # conv + ReLU outputs
+    kept = sum(c_out * h * w for _, _, c_out, h, w in shapes)  # conv/ReLU outputs
     kept += sum(c_out * h * w // 4 for _, _, c_out, h, w in shapes)  # pools (an upper bound)
-    transient = max(9 * c_in * h * w + 3 * c_out * h * w for _, c_in, c_out, h, w in shapes)
     image = 3 * H * W
-    return itemsize * (kept + transient + optimizer_images * image)
+    return BASE_BYTES + BAND_BYTES + itemsize * (1.75 * kept + optimizer_images * image)
 
 
 def matmul_gflops(n=768, repeats=3, dtype=np.float32):
