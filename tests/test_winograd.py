@@ -78,9 +78,12 @@ def test_winograd_matches_reference(rng, xp, bands, every_layer, m, dtype, C, H,
     assert max(errs) <= FLOOR[dtype], errs
 
 
-@pytest.mark.parametrize("C,O,k,pad", [(3, 64, 3, 1), (64, 3, 3, 1), (16, 16, 5, 2), (16, 16, 1, 0), (16, 16, 3, 3)])
+@pytest.mark.parametrize(
+    "C,O,k,pad", [(3, 64, 3, 1), (3, 64, 3, 0), (64, 3, 3, 1), (16, 16, 5, 2), (16, 16, 1, 0), (16, 16, 3, 3)]
+)
 def test_other_convs_fall_back_to_gemm(rng, xp, C, O, k, pad):
-    """Thin layers, other kernel sizes and wide padding go to fastconv and still match the reference."""
+    """Thin layers, other kernel sizes and wide padding go to fastconv (and conv1_1's gradient,
+    3 -> 64, to w^T dout and col2im) and still match the reference."""
     x = xp.asarray(rng.standard_normal((C, 8, 7)))
     w = xp.asarray(rng.standard_normal((O, C, k, k)))
     b = xp.asarray(rng.standard_normal(O))
@@ -93,7 +96,9 @@ def test_other_convs_fall_back_to_gemm(rng, xp, C, O, k, pad):
 
 
 @pytest.mark.parametrize("m", MS)
-@pytest.mark.parametrize("C,H,W,O,pad", [(2, 5, 4, 3, 1), (3, 6, 7, 2, 1), (2, 5, 5, 2, 0), (2, 4, 5, 3, 2)])
+@pytest.mark.parametrize(
+    "C,H,W,O,pad", [(2, 5, 4, 3, 1), (3, 6, 7, 2, 1), (2, 5, 5, 2, 0), (2, 4, 5, 3, 2), (1, 5, 6, 9, 1)]
+)  # the last: 9 C <= O, the gradient by w^T dout and col2im
 def test_winograd_backward_gradcheck(rng, xp, every_layer, m, C, H, W, O, pad):
     x, w, b = conv_inputs(rng, xp, C, H, W, O, np.float64)
     out = Wg.conv2d_forward_nocache(x, w, b, pad, m=m)
