@@ -56,7 +56,7 @@ CONV_ALGORITHMS = {
     "winograd4": (winograd.conv2d_forward_f4, winograd.conv2d_backward_input_f4),  # F(4x4, 3x3)
 }
 REFERENCE_CONV = "im2col"
-DEFAULT_CONV = "gemm"  # the fastest that passes the tests; see benchmarks/README.md
+DEFAULT_CONV = "winograd"  # the fastest that passes the tests; see benchmarks/README.md
 
 
 class VGG19:
