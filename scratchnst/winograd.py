@@ -18,7 +18,8 @@ product of a degree-1 and a degree-2 polynomial, a degree-3 polynomial fixed by 
 values at four points (here 0, 1, -1 and infinity). ``G g`` evaluates the kernel's
 polynomial at them, ``B^T d`` the data's, the elementwise product multiplies the
 two pointwise, and ``A^T`` interpolates back. G g depends on the kernel only, so
-it is computed once; B^T and A^T hold only 0 and +-1, so they cost additions.
+it is computed once; B^T and A^T hold only 0 and +-1, so they cost additions,
+not multiplications.
 
 Nesting the 1D algorithm with itself gives the 2D one, F(m x m, 3 x 3): an
 ``m x m`` block of outputs from an ``a x a`` tile of input, ``a = m + 2``,
@@ -42,7 +43,17 @@ a^2 / m^2 x O C H W in the GEMMs (4 O C H W for m = 2, 2.25 O C H W for m = 4),
 plus transforms that cost O(C + O) per pixel, not O(C O). For VGG19's wide
 layers the GEMMs dominate and the saving is nearly the full factor; for its
 64-channel layers at full resolution the transforms, which are passes over
-memory, eat most of it.
+memory, eat all of it.
+
+On a CPU with NumPy, the transforms' cost is memory traffic, not arithmetic.
+Written as additions of whole strided views (rows, then columns: the textbook
+separable form), the input transform alone was some 18 passes over the input's
+size, each a single-threaded NumPy ufunc. Here both transforms are small matrix
+products instead, ``kron(B^T, B^T)`` (a^2 x a^2) applied to the a^2 entries of
+every tile at once, and ``kron(A^T, A^T)`` (m^2 x a^2) to M: one pass each, run by
+BLAS on all its threads, and the same additions (the products by 0 and +-1 are
+exact). That made Winograd 10-25% faster per layer at 2 threads than the
+separable additions did.
 
 The price is rounding. The points beyond 0, +-1 and infinity (F(4x4) uses +-2
 too) put larger and fractional entries in the matrices (1/6, 1/24, 8), and the
@@ -57,9 +68,9 @@ transformed flipped kernel. Anything else (other kernel sizes, and layers too
 thin for the transforms to pay, ``MIN_CHANNELS``: VGG19's blocks 1 and 2) goes
 to :mod:`scratchnst.fastconv`'s banded GEMM.
 
-The GEMMs run on BLAS's threads; the transforms are split over channels between
-Python threads (:func:`transform_threads`), since NumPy runs a ufunc on the
-calling thread only.
+The GEMMs run on BLAS's threads; the two copies that remain (gathering the tile
+entries, interleaving the output tiles) are split over channels between Python
+threads (:func:`transform_threads`), since NumPy copies on the calling thread only.
 
 Every function uses ``xp = array_module(x)``: the same lines run on NumPy and CuPy.
 Tests: ``tests/test_winograd.py`` (against the reference convolution, finite
@@ -136,49 +147,15 @@ TRANSFORMS = {2: F2, 4: F4}
 DEFAULT_M = 2
 # Below this many channels on either side, the transforms (passes over memory,
 # O(C + O) per pixel) cost more than the multiplications they save (O(C O)), and
-# the banded GEMM is faster. Measured per layer at 512 px with 2 threads (wall
-# time, forward): 64 -> 64 channels, GEMM 0.20 s, F(2x2) 0.24 s; 64 -> 128, 0.079
-# against 0.095; 128 -> 128, 0.16 against 0.15; 256 -> 256, 0.12 against 0.10;
-# 512 -> 512, 0.115 against 0.079. So VGG19's blocks 1 and 2 stay on the GEMM
-# except conv2_2 (and all of conv1_1, whose 3 channels make any transform a loss).
+# the banded GEMM is as fast or faster. Measured per layer at 512 px with 2 threads
+# (wall time, forward, side by side): 64 -> 64 channels at 512 px, GEMM 0.23 s,
+# F(2x2) 0.25 s; 128 -> 128 at 256 px, 0.17 against 0.15; 256 -> 256 at 128 px,
+# 0.13 against 0.105; 512 -> 512 at 64 px, 0.12 against 0.08. So VGG19's blocks 1
+# and 2 stay on the GEMM except conv2_2 (and conv1_1 always: 3 channels).
 MIN_CHANNELS = 128
 
 
 # --------------------------------------------------------------------------- transforms
-
-
-def _lincomb(xp, coeffs, terms, out):
-    """``out[...] = sum_k coeffs[k] * terms[k]``, skipping zeros and adding +-1 terms without a multiply.
-
-    ``terms`` is a sequence of arrays (often strided views); ``out`` may be a
-    strided view too. The transform matrices are mostly 0 and +-1, so this is
-    where Winograd's transforms become "additions only". Two leading +-1 terms
-    are combined in one pass (``t0 - t1``, not a copy of t0 and then ``-= t1``):
-    these passes over memory, not the GEMMs, are what the transforms cost.
-    """
-    nz = [(float(c), t) for c, t in zip(coeffs, terms) if c != 0]
-    if not nz:
-        out[...] = 0
-        return out
-    (c0, t0), rest = nz[0], nz[1:]
-    if rest and c0 in (1.0, -1.0) and rest[0][0] in (1.0, -1.0) and (c0, rest[0][0]) != (-1.0, -1.0):
-        c1, t1 = rest.pop(0)
-        if c0 == 1:
-            (xp.add if c1 == 1 else xp.subtract)(t0, t1, out=out)
-        else:  # -t0 + t1
-            xp.subtract(t1, t0, out=out)
-    elif c0 == 1:
-        out[...] = t0
-    else:
-        xp.multiply(t0, c0, out=out)
-    for c, t in rest:
-        if c == 1:
-            xp.add(out, t, out=out)
-        elif c == -1:
-            xp.subtract(out, t, out=out)
-        else:
-            out += c * t  # only F(4x4) has coefficients other than 0 and +-1
-    return out
 
 
 def kernel_transform(w, T=F2):
@@ -249,50 +226,28 @@ KERNELS = KernelCache()
 # --------------------------------------------------------------------------- the convolution
 
 
-def _input_transform(lo, hi, xp, T, xd, R, V):
-    """``V[:, :, c] = B^T d B`` for the channels ``lo:hi`` of one band of tile rows.
-
-    ``xd`` (C, m r + 2, m, nW + 1): the band's padded input rows, columns dealt into
-    m phases; ``R`` (a, C, r, m, nW + 1) scratch; ``V`` (a, a, C, r, nW) result.
-    """
+def _gather_tiles(lo, hi, T, xpad, D):
+    """``D[u, v, c, t, s] = xpad[c, m t + u, m s + v]``, channels ``lo:hi``: entry (u, v) of every tile, contiguous."""
     m, a = T.m, T.m + 2
-    nW = V.shape[-1]
-    # Rows: R[xi] = sum_u BT[xi, u] d[u, :]; row u of every tile in the band is xd[:, m t + u].
-    rows_u = [xd[lo:hi, u : u + m * (V.shape[3] - 1) + 1 : m] for u in range(a)]  # a x (c, r, m, nW + 1)
-    for xi in range(a):
-        _lincomb(xp, T.BT[xi], rows_u, R[xi, lo:hi])
-    # Columns: V[xi, nu] = sum_v BT[nu, v] R[xi][.., column v of each tile] (phase v % m, shifted by v // m).
-    for xi in range(a):
-        cols_v = [R[xi, lo:hi, :, v % m, v // m : v // m + nW] for v in range(a)]  # a x (c, r, nW)
-        for nu in range(a):
-            _lincomb(xp, T.BT[nu], cols_v, V[xi, nu, lo:hi])
+    r, nW = D.shape[3], D.shape[4]
+    for u in range(a):
+        for v in range(a):
+            D[u, v, lo:hi] = xpad[lo:hi, u : u + m * (r - 1) + 1 : m, v : v + m * (nW - 1) + 1 : m]
 
 
-def _output_transform(lo, hi, xp, T, M, Z, Y, out):
-    """``Y = A^T M A`` for the output channels ``lo:hi``, interleaved into ``out``.
-
-    ``M`` (a, a, O, r, nW) the GEMMs' products; ``Z`` (m, a, O, r, nW) and ``Y``
-    (m, m, O, r, nW) scratch; ``out`` (O, r, m, nW, m) the band of the output.
-    """
-    m, a = T.m, T.m + 2
-    for i in range(m):  # rows: Z[i] = sum_xi AT[i, xi] M[xi]
-        for nu in range(a):
-            _lincomb(xp, T.AT[i], [M[xi, nu, lo:hi] for xi in range(a)], Z[i, nu, lo:hi])
-    for i in range(m):  # columns: Y[i, j] = sum_nu AT[j, nu] Z[i, nu]
-        for j in range(m):
-            _lincomb(xp, T.AT[j], [Z[i, nu, lo:hi] for nu in range(a)], Y[i, j, lo:hi])
-    # Y[i, j] is output pixel (m t + i, m s + j): one interleaving copy.
+def _interleave(lo, hi, Y, out):
+    """Output channels ``lo:hi``: ``Y[i, j, o, t, s]`` is pixel (m t + i, m s + j) of ``out`` (O, r, m, nW, m)."""
     out[lo:hi] = Y[:, :, lo:hi].transpose(2, 3, 0, 4, 1)  # (m, m, o, r, nW) -> (o, r, m, nW, m)
 
 
 def transform_threads(xp):
     """Threads for the transforms: ``SCRATCHNST_NUM_THREADS``, else OpenBLAS's or OpenMP's setting, else all CPUs.
 
-    The GEMMs run on BLAS's threads; the transforms are NumPy ufuncs, which run on
-    the calling thread only (they release the GIL, so Python threads do run them
-    in parallel). With 2 BLAS threads and single-threaded transforms, Winograd was
-    no faster than the banded GEMM at 512 px: the transforms, not the products,
-    were the time. On CuPy the GPU is the parallelism: 1.
+    The GEMMs run on BLAS's threads; NumPy's copies run on the calling thread only
+    (they release the GIL, so Python threads do run them in parallel). With 2
+    BLAS threads and everything else on one, Winograd was no faster than the
+    banded GEMM at 512 px: the memory passes, not the products, were the time.
+    On CuPy the GPU is the parallelism: 1.
     """
     if xp is not np:
         return 1
@@ -306,11 +261,7 @@ _pools = {}  # threads -> ThreadPoolExecutor, created on first use and reused (s
 
 
 def _split(threads, n, fn, *args):
-    """``fn(lo, hi, *args)`` on ``threads`` contiguous slices of ``range(n)``, in parallel.
-
-    (Smaller, cache-sized blocks were tried and were slower: each block is some
-    forty ufunc calls, and the passes are long enough to stream from memory.)
-    """
+    """``fn(lo, hi, *args)`` on ``threads`` contiguous slices of ``range(n)``, in parallel."""
     threads = max(1, min(threads, n))
     if threads == 1:
         fn(0, n, *args)
@@ -345,23 +296,22 @@ def winograd_conv3x3(x, U, T, pad=1):
     multiple of m; the extra rows and columns see zeros and are cropped). Tile
     (t, s) reads input rows ``m t .. m t + a - 1`` and columns ``m s .. m s + a - 1``
     of the padded image: consecutive tiles overlap by 2 (= 3 - 1). Entry (u, v) of
-    every tile at once is a strided view of the padded image, ``xpad[:, u::m,
-    v::m]`` (cut to nH x nW), so the data transform ``B^T d B`` is done
-    separably, rows then columns, as a few additions of whole views,
+    every tile at once is the strided view ``xpad[:, u::m, v::m]`` (cut to nH x nW),
+    so, for a band of tile rows, with no Python loop over tiles:
 
-        R[xi]     = sum_u BT[xi, u] d[u, :]        (B^T d:   a x a entries per tile)
-        V[xi, nu] = sum_v BT[nu, v] R[xi][:, v]    ((B^T d) B)
+        D[u, v]   = xpad[:, u + m t, v + m s]            (a, a, C, tiles)  a^2 copies
+        V         = kron(B^T, B^T) @ D                   (a^2, C, tiles)   # kl,lcp->kcp
+        M[k]      = U[k] @ V[k]                          (a^2, O, tiles)   # koc,kcp->kop
+        Y         = kron(A^T, A^T) @ M                   (m^2, O, tiles)   # ik,kop->iop
+        out[o, m t + i, m s + j] = Y[(i, j), o, (t, s)]                    one interleaving copy
 
-    and likewise ``Y = A^T M A`` on the way out. Python loops run over the a x a
-    points only, never over tiles. Two layout choices keep those passes
-    contiguous: the padded image's columns are dealt into m phases first (column
-    v of tile s is then phase v % m, position s + v // m, a contiguous run), and Y
-    is interleaved into the output once per band.
+    ``kron(B^T, B^T)[(xi, nu), (u, v)] = B^T[xi, u] B^T[nu, v]``, so the first
+    product is ``sum_{u, v} B^T[xi, u] d[u, v] B^T[nu, v] = (B^T d B)[xi, nu]``, and
+    likewise for A^T.
 
-    The tile rows are processed in bands, so that the buffers (V and M are
-    (a/m)^2 = 4x the input and the output for m = 2) take at most about
-    ``fastconv.BAND_BYTES`` whatever the image size; the batched GEMM runs once
-    per band.
+    The tile rows are processed in bands, so that the buffers (D, V, M: (a/m)^2 =
+    4x the input or output for m = 2) take at most about ``fastconv.BAND_BYTES``
+    whatever the image size: each band is three GEMM calls plus the batched one.
     """
     xp = array_module(x)
     C, H, W = x.shape
@@ -372,57 +322,49 @@ def winograd_conv3x3(x, U, T, pad=1):
     Ho, Wo = H + 2 * pad - 2, W + 2 * pad - 2
     nH, nW = -(-Ho // m), -(-Wo // m)
 
-    # The zero-padded input, covering every tile, with its columns dealt into m
-    # phases: xd[c, y, q, k] = xpad[c, y, m k + q]. Column v of tile s is then
-    # xd[..., v % m, s + v // m], a contiguous run over s (a strided ::m slice of
-    # xpad would make every transform pass a strided one).
-    xd = xp.zeros((C, m * nH + 2, m, nW + 1), dtype=x.dtype)  # (C, Hpad, m, nW + 1)
-    for q in range(m):
-        j0 = (q - pad) % m  # first input column that lands in phase q
-        n = len(range(j0, W, m))
-        k0 = (j0 + pad) // m
-        xd[:, pad : pad + H, q, k0 : k0 + n] = x[:, :, j0::m]
+    # The zero-padded input, large enough to cover every tile: (C, m nH + 2, m nW + 2).
+    xpad = xp.zeros((C, m * nH + 2, m * nW + 2), dtype=x.dtype)
+    xpad[:, pad : pad + H, pad : pad + W] = x
     # (O, nH, m, nW, m) is (O, m nH, m nW): out[o, t, i, s, j] is pixel (m t + i, m s + j).
     out = xp.empty((O, nH, m, nW, m), dtype=x.dtype)
 
-    # Tile rows per band: V (a^2 C), M (a^2 O), R (a C m) and Z, Y (m a O, m m O) per tile.
-    floats_per_tile = a * a * (C + O) + a * C * m + m * a * O + m * m * O
+    # Tile rows per band: D, V (a^2 C), M (a^2 O) and Y (m^2 O) per tile.
+    floats_per_tile = 2 * a * a * C + a * a * O + m * m * O
     budget = fastconv.BAND_BYTES["numpy" if xp is np else "cupy"]
     min_rows = -(-fastconv.MIN_BAND_PIXELS // max(m * m * nW, 1))
-    rows = int(min(max(budget // max(floats_per_tile * (nW + 1) * x.dtype.itemsize, 1), min_rows, 1), nH))
+    rows = int(min(max(budget // max(floats_per_tile * nW * x.dtype.itemsize, 1), min_rows, 1), nH))
     # Flat buffers, reused by every band; a short last band uses a contiguous prefix.
     bufs = {
-        k: xp.empty(n * rows, dtype=x.dtype)
-        for k, n in (
-            ("V", a * a * C * nW),
-            ("M", a * a * O * nW),
-            ("R", a * C * m * (nW + 1)),
-            ("Z", m * a * O * nW),
-            ("Y", m * m * O * nW),
-        )
+        k: xp.empty(n * rows * nW, dtype=x.dtype)
+        for k, n in (("D", a * a * C), ("V", a * a * C), ("M", a * a * O), ("Y", m * m * O))
     }
-
+    BB = xp.asarray(np.kron(T.BT, T.BT), dtype=x.dtype)  # (a^2, a^2): V[xi, nu] = sum_uv BT[xi, u] BT[nu, v] d[u, v]
+    AA = xp.asarray(np.kron(T.AT, T.AT), dtype=x.dtype)  # (m^2, a^2): Y[i, j] = sum AT[i, xi] AT[j, nu] M[xi, nu]
     threads = transform_threads(xp)
     for t0 in range(0, nH, rows):
         r = min(rows, nH - t0)
-        V = bufs["V"][: a * a * C * r * nW].reshape(a, a, C, r, nW)
-        R = bufs["R"][: a * C * r * m * (nW + 1)].reshape(a, C, r, m, nW + 1)
-        Mk = bufs["M"][: a * a * O * r * nW].reshape(a * a, O, r * nW)
-        Z = bufs["Z"][: m * a * O * r * nW].reshape(m, a, O, r, nW)
-        Y = bufs["Y"][: m * m * O * r * nW].reshape(m, m, O, r, nW)
-        # V = B^T d B, each thread on its own slice of channels.
-        _split(threads, C, _input_transform, xp, T, xd[:, m * t0 : m * (t0 + r) + 2], R, V)
-        # M[k] = U[k] @ V[k] for the a^2 points k = (xi, nu): batched GEMM (BLAS's own threads).  # koc,kcp->kop
-        Vk = V.reshape(a * a, C, r * nW)
-        if xp is np:
-            xp.matmul(U, Vk, out=Mk)
-        else:  # CuPy's matmul is not documented to write into out=; M is one band, small there
-            Mk = xp.matmul(U, Vk)
-        # Y = A^T M A, each thread on its own slice of output channels.
-        _split(threads, O, _output_transform, xp, T, Mk.reshape(a, a, O, r, nW), Z, Y, out[:, t0 : t0 + r])
+        n = r * nW  # tiles in this band
+        D = bufs["D"][: a * a * C * n].reshape(a, a, C, r, nW)
+        V = bufs["V"][: a * a * C * n].reshape(a * a, C, n)
+        M = bufs["M"][: a * a * O * n].reshape(a * a, O, n)
+        Y = bufs["Y"][: m * m * O * n].reshape(m, m, O, r, nW)
+        _split(threads, C, _gather_tiles, T, xpad[:, m * t0 : m * (t0 + r) + 2], D)
+        _matmul_into(xp, BB, D.reshape(a * a, C * n), V.reshape(a * a, C * n))  # V = B^T d B
+        _matmul_into(xp, U, V, M)  # M[k] = U[k] @ V[k], k = (xi, nu)  # koc,kcp->kop
+        _matmul_into(xp, AA, M.reshape(a * a, O * n), Y.reshape(m * m, O * n))  # Y = A^T M A
+        _split(threads, O, _interleave, Y, out[:, t0 : t0 + r])
     out = out.reshape(O, m * nH, m * nW)
     if m * nH != Ho or m * nW != Wo:
         out = xp.ascontiguousarray(out[:, :Ho, :Wo])
+    return out
+
+
+def _matmul_into(xp, A, B, out):
+    """``out[...] = A @ B``: in place on NumPy; CuPy's matmul is not documented to take ``out=``."""
+    if xp is np:
+        np.matmul(A, B, out=out)
+    else:
+        out[...] = xp.matmul(A, B)
     return out
 
 
