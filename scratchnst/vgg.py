@@ -52,8 +52,8 @@ POOLING = ("max", "avg")
 CONV_ALGORITHMS = {
     "im2col": (conv2d_forward, conv2d_backward_input),
     "gemm": (fastconv.conv2d_forward, fastconv.conv2d_backward_input),
-    "winograd": (winograd.conv2d_forward, winograd.conv2d_backward_input),  # F(2x2, 3x3)
-    "winograd4": (winograd.conv2d_forward_f4, winograd.conv2d_backward_input_f4),  # F(4x4, 3x3)
+    "winograd": (winograd.conv2d_forward, winograd.conv2d_backward_input),  # F(4x4, 3x3)
+    "winograd2": (winograd.conv2d_forward_f2, winograd.conv2d_backward_input_f2),  # F(2x2, 3x3)
 }
 REFERENCE_CONV = "im2col"
 DEFAULT_CONV = "winograd"  # the fastest that passes the tests; see benchmarks/README.md

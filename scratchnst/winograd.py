@@ -57,15 +57,15 @@ separable additions did.
 
 The price is rounding. The points beyond 0, +-1 and infinity (F(4x4) uses +-2
 too) put larger and fractional entries in the matrices (1/6, 1/24, 8), and the
-float32 error grows with them. This module implements both and uses
-``DEFAULT_M`` (see its comment for the measured errors and the choice).
+float32 error grows with them. This module implements both; ``DEFAULT_M``'s
+comment gives the measured errors and speeds, and why F(4x4) is the default.
 
 The gradient with respect to the input of a 3x3 convolution with padding ``p`` is
 a 3x3 convolution of ``dout`` with the kernel transposed over (O, C) and flipped,
 padding ``2 - p`` (derived in :func:`scratchnst.fastconv.conv2d_backward_input`),
 so :func:`conv2d_backward_input` runs the same Winograd routine with the
 transformed flipped kernel. Anything else (other kernel sizes, and layers too
-thin for the transforms to pay, ``MIN_CHANNELS``: VGG19's blocks 1 and 2) goes
+thin for the transforms to pay, ``MIN_CHANNELS``: VGG19's conv1_1) goes
 to :mod:`scratchnst.fastconv`'s banded GEMM.
 
 The GEMMs run on BLAS's threads; the two copies that remain (gathering the tile
@@ -135,24 +135,29 @@ F4 = Transform(
 )
 
 TRANSFORMS = {2: F2, 4: F4}
-# F(2x2, 3x3) by default, F(4x4, 3x3) on request (conv="winograd4"). Measured in
-# float32 against the float64 reference on real VGG19 activations (chelsea.jpg,
-# 223 px, each conv fed its float64 input and gradient): F(2x2) is at most 8e-7
-# relative, like the direct GEMM (6e-7); F(4x4), with its 1/6, 1/24 and 8, up to
-# 1.2e-5 in the backward pass, 15x more. Through the whole network (131 x 97,
-# relu1_1 ... relu5_1 and the input gradient) 5e-7 against 7e-6. Both are within
-# the 1e-4 floor, but F(4x4) has 15x less margin, 2.25x the transformed-kernel
-# memory (peak RSS 1.19 GB against 0.98 GB at 512 px) and was at most 7% faster
-# per iteration here (benchmarks/README.md): not worth it by default.
-DEFAULT_M = 2
+# F(4x4, 3x3) by default (conv="winograd"), F(2x2, 3x3) on request
+# (conv="winograd2"). Measured in float32 against the float64 reference on real
+# VGG19 activations (chelsea.jpg, 223 px, each conv fed its float64 input and
+# gradient): F(2x2) is at most 8e-7 relative, like the direct GEMM (6e-7); F(4x4),
+# with its 1/6, 1/24 and 8, at most 1.3e-5 (in the backward pass), 15x more but
+# still 8x inside the 1e-4 floor. Through the whole network (131 x 97, relu1_1 ...
+# relu5_1) the activations differ by 4e-6 with F(4x4), 7e-7 with F(2x2). And only
+# F(4x4) meets the time floor: at 512 px with 2 threads, 1.09x PyTorch's time
+# against 1.26x for F(2x2) (benchmarks/README.md), for 1.2x PyTorch's peak memory.
+# One caveat, read before comparing gradients: float32 and float64 runs of VGG19
+# may route a ReLU or a max-pool window differently where two values are within
+# rounding of each other, and then their input gradients differ by 1e-3 to 1e-2
+# whatever the convolution (the GEMM: 2 of 4 random 131 x 97 images; F(4x4): 1 of
+# the same 4, with 4e-5 on a second). Larger rounding makes such flips likelier.
+DEFAULT_M = 4
 # Below this many channels on either side, the transforms (passes over memory,
 # O(C + O) per pixel) cost more than the multiplications they save (O(C O)), and
-# the banded GEMM is as fast or faster. Measured per layer at 512 px with 2 threads
-# (wall time, forward, side by side): 64 -> 64 channels at 512 px, GEMM 0.23 s,
-# F(2x2) 0.25 s; 128 -> 128 at 256 px, 0.17 against 0.15; 256 -> 256 at 128 px,
-# 0.13 against 0.105; 512 -> 512 at 64 px, 0.12 against 0.08. So VGG19's blocks 1
-# and 2 stay on the GEMM except conv2_2 (and conv1_1 always: 3 channels).
-MIN_CHANNELS = 128
+# the banded GEMM is as fast or faster. Measured per layer, forward, side by side
+# at 2 threads (seconds, GEMM / F(2x2) / F(4x4)): 64 -> 64 channels at 512 px
+# 0.20 / 0.22 / 0.16; 64 -> 128 at 256 px 0.085 / 0.088 / 0.067; 128 -> 128 at
+# 256 px 0.17 / 0.17 / 0.11; 256 -> 256 at 128 px 0.13 / 0.10 / 0.06. So F(4x4)
+# pays from 64 channels (all of VGG19 but conv1_1: 3 channels), F(2x2) from 128.
+MIN_CHANNELS = {2: 128, 4: 64}
 
 
 # --------------------------------------------------------------------------- transforms
@@ -310,7 +315,7 @@ def winograd_conv3x3(x, U, T, pad=1):
     likewise for A^T.
 
     The tile rows are processed in bands, so that the buffers (D, V, M: (a/m)^2 =
-    4x the input or output for m = 2) take at most about ``fastconv.BAND_BYTES``
+    4x the input or output for m = 2, 2.25x for m = 4) take at most about ``fastconv.BAND_BYTES``
     whatever the image size: each band is three GEMM calls plus the batched one.
     """
     xp = array_module(x)
@@ -368,9 +373,9 @@ def _matmul_into(xp, A, B, out):
     return out
 
 
-def _use_winograd(w, pad):
+def _use_winograd(w, pad, m):
     O, C, kh, kw = w.shape
-    return kh == kw == 3 and 0 <= pad <= 2 and min(O, C) >= MIN_CHANNELS
+    return kh == kw == 3 and 0 <= pad <= 2 and min(O, C) >= MIN_CHANNELS[m]
 
 
 def conv2d_forward_nocache(x, w, b, pad=1, m=None):
@@ -383,9 +388,10 @@ def conv2d_forward_nocache(x, w, b, pad=1, m=None):
     """
     if x.shape[0] != w.shape[1]:
         raise ValueError(f"conv2d: input has {x.shape[0]} channels, kernel expects {w.shape[1]}")
-    if not _use_winograd(w, pad):
+    m = m or DEFAULT_M
+    if not _use_winograd(w, pad, m):
         return fastconv.conv2d_forward_nocache(x, w, b, pad)
-    T = TRANSFORMS[m or DEFAULT_M]
+    T = TRANSFORMS[m]
     out = winograd_conv3x3(x, KERNELS.get(w, T), T, pad)
     if b is not None:
         out += b[:, None, None]
@@ -393,7 +399,7 @@ def conv2d_forward_nocache(x, w, b, pad=1, m=None):
 
 
 def conv2d_forward(x, w, b, pad=1, m=None):
-    """2D convolution, stride 1, by Winograd F(m x m, 3 x 3) where it applies (m = ``DEFAULT_M``: 2).
+    """2D convolution, stride 1, by Winograd F(m x m, 3 x 3) where it applies (m = ``DEFAULT_M``: 4).
 
     Same contract as :func:`scratchnst.layers.conv2d_forward`: ``x`` (C, H, W),
     ``w`` (O, C, kh, kw), ``b`` (O,); returns ``out`` (O, H + 2 pad - kh + 1,
@@ -429,20 +435,21 @@ def conv2d_backward_input(dout, cache, m=None):
     shape, w, pad = cache
     if 9 * w.shape[1] <= w.shape[0]:  # few input channels (conv1_1: 3 of 64)
         return _backward_input_col2im(dout, w, pad, shape)
-    if not _use_winograd(w, pad):
+    m = m or DEFAULT_M
+    if not _use_winograd(w, pad, m):
         return fastconv.conv2d_backward_input(dout, cache)
-    T = TRANSFORMS[m or DEFAULT_M]
+    T = TRANSFORMS[m]
     return winograd_conv3x3(dout, KERNELS.get(w, T, flip=True), T, 2 - pad)
 
 
-def conv2d_forward_f4(x, w, b, pad=1):
-    """:func:`conv2d_forward` with F(4x4, 3x3): 4x fewer multiplications, about 10x F(2x2)'s float32 error."""
-    return conv2d_forward(x, w, b, pad, m=4)
+def conv2d_forward_f2(x, w, b, pad=1):
+    """:func:`conv2d_forward` with F(2x2, 3x3): 2.25x fewer multiplications, the GEMM's float32 accuracy."""
+    return conv2d_forward(x, w, b, pad, m=2)
 
 
-def conv2d_backward_input_f4(dout, cache):
-    """:func:`conv2d_backward_input` with F(4x4, 3x3), the partner of :func:`conv2d_forward_f4`."""
-    return conv2d_backward_input(dout, cache, m=4)
+def conv2d_backward_input_f2(dout, cache):
+    """:func:`conv2d_backward_input` with F(2x2, 3x3), the partner of :func:`conv2d_forward_f2`."""
+    return conv2d_backward_input(dout, cache, m=2)
 
 
 def _backward_input_col2im(dout, w, pad, shape):

@@ -3,7 +3,7 @@ scratchnst.layers, by finite differences, and through the whole VGG19.
 
 Floors as for the other fast paths (tests/test_fastconv.py): <= 1e-12 relative in
 float64 and <= 1e-4 in float32 against the reference; finite differences <= 1e-7.
-F(2x2, 3x3) is the default; F(4x4, 3x3) is tested too, since it is selectable.
+F(4x4, 3x3) is the default (conv="winograd"); F(2x2, 3x3) (conv="winograd2") is tested alike.
 """
 
 import gc
@@ -33,7 +33,7 @@ def bands(request, monkeypatch):
 @pytest.fixture
 def every_layer(monkeypatch):
     """Winograd for every 3x3 conv, however few channels (normally thin ones go to the GEMM)."""
-    monkeypatch.setattr(Wg, "MIN_CHANNELS", 1)
+    monkeypatch.setattr(Wg, "MIN_CHANNELS", {2: 1, 4: 1})
 
 
 def conv_inputs(rng, xp, C, H, W, O, dtype):
@@ -87,7 +87,7 @@ def test_other_convs_fall_back_to_gemm(rng, xp, C, O, k, pad):
     x = xp.asarray(rng.standard_normal((C, 8, 7)))
     w = xp.asarray(rng.standard_normal((O, C, k, k)))
     b = xp.asarray(rng.standard_normal(O))
-    assert not Wg._use_winograd(w, pad)
+    assert not any(Wg._use_winograd(w, pad, m) for m in MS)
     out, cache = Wg.conv2d_forward(x, w, b, pad)
     ref, ref_cache = L.conv2d_forward(x, w, b, pad)
     dout = xp.asarray(rng.standard_normal(ref.shape))
