@@ -43,7 +43,7 @@ a^2 / m^2 x O C H W in the GEMMs (4 O C H W for m = 2, 2.25 O C H W for m = 4),
 plus transforms that cost O(C + O) per pixel, not O(C O). For VGG19's wide
 layers the GEMMs dominate and the saving is nearly the full factor; for its
 64-channel layers at full resolution the transforms, which are passes over
-memory, eat all of it.
+memory, eat most of it (F(2x2) loses there, F(4x4) still wins: ``MIN_CHANNELS``).
 
 On a CPU with NumPy, the transforms' cost is memory traffic, not arithmetic.
 Written as additions of whole strided views (rows, then columns: the textbook
@@ -141,9 +141,11 @@ TRANSFORMS = {2: F2, 4: F4}
 # gradient): F(2x2) is at most 8e-7 relative, like the direct GEMM (6e-7); F(4x4),
 # with its 1/6, 1/24 and 8, at most 1.3e-5 (in the backward pass), 15x more but
 # still 8x inside the 1e-4 floor. Through the whole network (131 x 97, relu1_1 ...
-# relu5_1) the activations differ by 4e-6 with F(4x4), 7e-7 with F(2x2). And only
-# F(4x4) meets the time floor: at 512 px with 2 threads, 1.09x PyTorch's time
-# against 1.26x for F(2x2) (benchmarks/README.md), for 1.2x PyTorch's peak memory.
+# relu5_1) the activations differ by 4e-6 with F(4x4), 7e-7 with F(2x2). F(4x4)
+# is clearly the faster: at 512 px with 2 threads, in one run, 0.88x PyTorch's
+# time against 1.15x for F(2x2) and 1.34x for the GEMM (F(2x2) measured 1.26x in
+# another run, on the edge of the 1.25x floor), for 1.2x PyTorch's peak memory
+# (benchmarks/README.md). So F(4x4), with its error measured and bounded.
 # One caveat, read before comparing gradients: float32 and float64 runs of VGG19
 # may route a ReLU or a max-pool window differently where two values are within
 # rounding of each other, and then their input gradients differ by 1e-3 to 1e-2
@@ -196,6 +198,10 @@ class KernelCache:
     ``w`` is garbage-collected (a weak reference evicts it). Results never depend
     on this cache, with one caveat: a kernel modified *in place* keeps its old U.
     Style transfer never changes the weights; if you do, call :meth:`clear`.
+
+    Memory: U is (a/3)^2 times its kernel (4x for F(4x4)), kept twice (forward and
+    flipped): about 0.4 GB for VGG19 to relu5_1 in float32 with F(4x4), 0.18 GB
+    with F(2x2). Most of Winograd's extra peak RSS over the GEMM is this.
     """
 
     def __init__(self):
@@ -315,8 +321,9 @@ def winograd_conv3x3(x, U, T, pad=1):
     likewise for A^T.
 
     The tile rows are processed in bands, so that the buffers (D, V, M: (a/m)^2 =
-    4x the input or output for m = 2, 2.25x for m = 4) take at most about ``fastconv.BAND_BYTES``
-    whatever the image size: each band is three GEMM calls plus the batched one.
+    4x the input or output for m = 2, 2.25x for m = 4) take at most about
+    ``fastconv.BAND_BYTES`` whatever the image size: each band is three GEMM
+    calls plus the batched one.
     """
     xp = array_module(x)
     C, H, W = x.shape
