@@ -380,6 +380,35 @@ def _matmul_into(xp, A, B, out):
     return out
 
 
+def _keep_exact_zeros(x, out, pad):
+    """Set to exactly 0 the outputs whose 3x3 window holds no nonzero input; returns ``out``.
+
+    Such an output is 0 in exact arithmetic, and the direct convolution computes it
+    as a sum of exact zeros. Winograd does not: the inverse transform combines
+    nonzero M entries of the tile that cancel only up to rounding, and leaves
+    residue of order eps times the tile's values. Code may rely on those zeros
+    (the receptive field of a unit is the support of its input gradient,
+    ``tests/test_visualize.py``), so they are restored here: a pixel mask of where
+    any channel is nonzero, dilated by the 3x3 window. It costs one reduction over
+    the input, and nothing more when every pixel has a nonzero channel (dense
+    activations and gradients, the usual case).
+    """
+    xp = array_module(x)
+    nonzero = x.any(axis=0)  # (H, W)
+    if bool(nonzero.all()):
+        return out
+    H, W = nonzero.shape
+    Ho, Wo = out.shape[1:]
+    padded = xp.zeros((H + 2 * pad, W + 2 * pad), dtype=bool)
+    padded[pad : pad + H, pad : pad + W] = nonzero
+    window = xp.zeros((Ho, Wo), dtype=bool)
+    for u in range(3):
+        for v in range(3):
+            window |= padded[u : u + Ho, v : v + Wo]
+    out *= window  # (O, Ho, Wo) * (Ho, Wo)
+    return out
+
+
 def _use_winograd(w, pad, m):
     O, C, kh, kw = w.shape
     return kh == kw == 3 and 0 <= pad <= 2 and min(O, C) >= MIN_CHANNELS[m]
@@ -399,7 +428,7 @@ def conv2d_forward_nocache(x, w, b, pad=1, m=None):
     if not _use_winograd(w, pad, m):
         return fastconv.conv2d_forward_nocache(x, w, b, pad)
     T = TRANSFORMS[m]
-    out = winograd_conv3x3(x, KERNELS.get(w, T), T, pad)
+    out = _keep_exact_zeros(x, winograd_conv3x3(x, KERNELS.get(w, T), T, pad), pad)
     if b is not None:
         out += b[:, None, None]
     return out
@@ -446,7 +475,7 @@ def conv2d_backward_input(dout, cache, m=None):
     if not _use_winograd(w, pad, m):
         return fastconv.conv2d_backward_input(dout, cache)
     T = TRANSFORMS[m]
-    return winograd_conv3x3(dout, KERNELS.get(w, T, flip=True), T, 2 - pad)
+    return _keep_exact_zeros(dout, winograd_conv3x3(dout, KERNELS.get(w, T, flip=True), T, 2 - pad), 2 - pad)
 
 
 def conv2d_forward_f2(x, w, b, pad=1):

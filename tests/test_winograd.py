@@ -15,6 +15,7 @@ import scratchnst
 from scratchnst import fastconv
 from scratchnst import layers as L
 from scratchnst import winograd as Wg
+from scratchnst.backend import to_numpy
 from scratchnst.gradcheck import check_vjp, rel_error
 
 FLOOR = {np.float64: 1e-12, np.float32: 1e-4}
@@ -116,6 +117,21 @@ def test_gradcheck_catches_an_unflipped_winograd_kernel(rng, every_layer):
     U_wrong = Wg.kernel_transform(np.ascontiguousarray(w.transpose(1, 0, 2, 3)), Wg.F2)
     wrong = Wg.winograd_conv3x3(dout, U_wrong, Wg.F2, 1)
     assert check_vjp(lambda z: Wg.conv2d_forward_nocache(z, w, b, 1), x, dout, wrong) > 1e-2
+
+
+@pytest.mark.parametrize("m", MS)
+def test_outputs_with_an_all_zero_window_are_exact_zeros(rng, xp, every_layer, m):
+    """As with the direct convolution: the gradient of one unit is exactly 0 outside its receptive field."""
+    w = xp.asarray(rng.uniform(0.5, 1.5, (6, 5, 3, 3)))
+    dout = xp.zeros((6, 13, 11))
+    dout[2, 6, 4] = 1.0
+    dx = Wg.conv2d_backward_input(dout, fastconv.ConvCache((5, 13, 11), w, 1), m=m)
+    rows, cols = np.nonzero(np.abs(to_numpy(dx)).sum(axis=0))
+    assert (rows.min(), rows.max() + 1, cols.min(), cols.max() + 1) == (5, 8, 3, 6)
+    x = xp.zeros((5, 13, 11))
+    x[:, 0, 0] = 1.0
+    out = Wg.conv2d_forward_nocache(x, xp.asarray(rng.standard_normal((6, 5, 3, 3))), None, 1, m=m)
+    assert int(xp.count_nonzero(out[:, 2:, :])) == 0 and int(xp.count_nonzero(out[:, :, 2:])) == 0
 
 
 def test_forward_leaves_its_input_alone_and_caches_no_input(rng):
