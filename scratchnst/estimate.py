@@ -56,21 +56,36 @@ BASE_BYTES = 200 * 2**20
 BAND_BYTES = 2 * 64 * 2**20
 
 
-def memory_bytes(H, W, *, itemsize=4, deepest="relu5_1", optimizer_images=0):
+def kernel_cache_bytes(deepest="relu5_1", itemsize=4, m=4):
+    """Winograd's transformed kernels, kept for the whole run: for every conv it
+    handles, (m + 2)^2 points x O x C values, once for the forward and once for the
+    flipped (gradient) kernel (:mod:`scratchnst.winograd`)."""
+    from .winograd import MIN_CHANNELS
+
+    return sum(
+        2 * (m + 2) ** 2 * c_in * c_out * itemsize
+        for _, c_in, c_out, _, _ in layer_shapes(16, 16, deepest)
+        if min(c_in, c_out) >= MIN_CHANNELS[m]
+    )
+
+
+def memory_bytes(H, W, *, itemsize=4, deepest="relu5_1", optimizer_images=0, conv="winograd"):
     """Estimated peak bytes of one forward + backward pass, plus optimizer state.
 
     The forward pass keeps one activation per conv layer (its ReLU runs in place)
     and one per pool; during the backward pass gradients are alive too, though
     never all at once: a factor 1.75 fits the measured peaks. ``optimizer_images``: how many image-sized
     arrays the optimizer keeps (L-BFGS with history m: about 2m + 4; Adam: 4).
-    Against benchmarks/bench_cpu.py's peak RSS: +16% at 512 px, +18% at 1024 px,
-    +33% at 256 px (erring high, the safe side for refusing a run).
+    ``conv="winograd"`` (the default) adds :func:`kernel_cache_bytes`.
+    Against benchmarks/bench_cpu.py's peak RSS: within 20% at 256, 512 and 1024 px,
+    erring high, the safe side for refusing a run.
     """
     shapes = layer_shapes(H, W, deepest)
     kept = sum(c_out * h * w for _, _, c_out, h, w in shapes)  # conv/ReLU outputs
     kept += sum(c_out * h * w // 4 for _, _, c_out, h, w in shapes)  # pools (an upper bound)
     image = 3 * H * W
-    return BASE_BYTES + BAND_BYTES + itemsize * (1.75 * kept + optimizer_images * image)
+    kernels = kernel_cache_bytes(deepest, itemsize) if conv == "winograd" else 0
+    return BASE_BYTES + BAND_BYTES + kernels + itemsize * (1.75 * kept + optimizer_images * image)
 
 
 def matmul_gflops(n=768, repeats=3, dtype=np.float32):
