@@ -49,3 +49,16 @@ def atomic_path(path):
         raise ScratchNSTError(f"cannot write {path}: {e.strerror or e}") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def check_writable(path):
+    """Raise a one-line error now, before minutes of work, if ``path`` cannot be written."""
+    path = Path(path)
+    directory = path.parent
+    if not directory.is_dir():
+        raise ScratchNSTError(f"cannot write {path}: directory {directory} does not exist")
+    if path.is_dir():
+        raise ScratchNSTError(f"cannot write {path}: it is a directory")
+    if not os.access(directory, os.W_OK):
+        raise ScratchNSTError(f"cannot write {path}: directory {directory} is not writable")
+    return path

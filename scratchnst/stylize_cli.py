@@ -10,12 +10,12 @@ Writes ``out.png`` (settings and seed in its PNG metadata), ``out.losses.png``
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
 
 from . import __version__
+from .atomic import check_writable
 from .errors import ScratchNSTError
 from .transfer import COLOR_MODES, Settings, load_inputs, output_path_for, scale_sizes, stylize
 
@@ -138,14 +138,7 @@ def check_output_path(path):
     path = Path(path)
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         raise ScratchNSTError(f"output {path} must end in .png or .jpg")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise ScratchNSTError(f"cannot write {path}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise ScratchNSTError(f"cannot write {path}: directory {parent} is not writable")
-    if path.is_dir():
-        raise ScratchNSTError(f"cannot write {path}: it is a directory")
-    return path
+    return check_writable(path)
 
 
 def preflight(settings, content_shape, force=False, quiet=False):

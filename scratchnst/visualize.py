@@ -18,13 +18,12 @@ The command ``scratchnst visualize {features,patches,maximize,reconstruct}`` is 
 the end of the module.
 """
 
-import os
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from .atomic import atomic_path
+from .atomic import atomic_path, check_writable
 from .backend import to_numpy
 from .errors import ScratchNSTError
 from .synthesis import check_unit
@@ -328,14 +327,7 @@ def check_output_path(path):
     formats = Figure().canvas.get_supported_filetypes()
     if path.suffix[1:].lower() not in formats:
         raise ScratchNSTError(f"cannot save {path}: unknown figure extension {path.suffix!r}; use .png, .pdf or .svg")
-    directory = path.parent
-    if not directory.is_dir():
-        raise ScratchNSTError(f"cannot save {path}: directory {directory} does not exist")
-    if path.is_dir():
-        raise ScratchNSTError(f"cannot save {path}: it is a directory")
-    if not os.access(directory, os.W_OK):
-        raise ScratchNSTError(f"cannot save {path}: directory {directory} is not writable")
-    return path
+    return check_writable(path)
 
 
 def save_figure(fig, path, dpi=110):
