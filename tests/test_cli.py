@@ -97,3 +97,31 @@ def test_no_traceback_from_a_real_process(tmp_path):
 def test_usage_errors_are_one_line(capsys):
     code, err = run_cli(capsys, "stylize", "a", "b", "-o", "x.png", "--iterations", "many")
     assert code == 2 and err.count("\n") == 0 and "a count must be a number" in err, err
+
+
+def test_ctrl_c_writes_the_image_and_a_checkpoint_then_resume_finishes(capsys, tmp_path, monkeypatch):
+    """Ctrl-C during a run (simulated at iteration 2) writes the current image and a
+    checkpoint and exits 130; --resume then finishes the run."""
+    from scratchnst import stylize_cli
+
+    real = stylize_cli.Progress.iteration
+
+    def interrupt_at_2(self, level, n_levels, it, terms):
+        real(self, level, n_levels, it, terms)
+        if it == 2:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "o.png"
+    common = ["-o", str(out), "--quiet", "--no-plot"]
+    with monkeypatch.context() as m:
+        m.setattr(stylize_cli.Progress, "iteration", interrupt_at_2)
+        code, err = run_cli(capsys, "stylize", "chelsea", "starry_night", "--size", "32", "--iterations", "4",
+                            "--save-every", "1", *common)
+    assert code == 130 and "--resume" in err, err
+    assert out.exists() and (tmp_path / "o.ckpt.npz").exists()
+    assert (tmp_path / "o.scale1.iter0001.png").exists()  # --save-every
+    code, err = run_cli(capsys, "stylize", "--resume", str(tmp_path / "o.ckpt.npz"), *common)
+    assert code == 0, err
+    from scratchnst.images import read_png_metadata
+
+    assert read_png_metadata(out)["scratchnst:iterations"] == "4"
