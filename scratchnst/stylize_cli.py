@@ -18,6 +18,7 @@ from . import __version__
 from .atomic import check_writable
 from .errors import ScratchNSTError
 from .transfer import COLOR_MODES, Settings, load_inputs, output_path_for, scale_sizes, stylize
+from .weights import weights_path
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -231,7 +232,9 @@ def run_stylize(settings, output, args, resume=None):
     if args.resume:
         resume = load_checkpoint(args.resume)
         settings = Settings.from_dict(resume["settings"]).validate()
-    content, styles = load_inputs(settings)  # a bad file fails now, before any estimate or progress bar
+    # Bad files fail now, before the estimate and the progress bar.
+    weights_path(settings.weights)
+    content, styles = load_inputs(settings)
     if args.explain:
         explain(settings, content.shape[:2])
     preflight(settings, content.shape[:2], force=args.force, quiet=args.quiet)

@@ -108,6 +108,16 @@ def default_weights_path():
     return BUNDLED
 
 
+def weights_path(path=None):
+    """The weights file to read (``None``: :func:`default_weights_path`), checked to exist."""
+    path = Path(path) if path is not None else default_weights_path()
+    if not path.exists():
+        raise ScratchNSTError(f"weights file not found: {path}; {FETCH_HINT}")
+    if path.is_dir():
+        raise ScratchNSTError(f"weights path is a directory, not a file: {path}")
+    return path
+
+
 def _attr_str(value):
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -124,11 +134,7 @@ def load_weights(path=None):
     """
     import h5py  # imported here: reading weights is the only use
 
-    path = Path(path) if path is not None else default_weights_path()
-    if not path.exists():
-        raise ScratchNSTError(f"weights file not found: {path}; {FETCH_HINT}")
-    if path.is_dir():
-        raise ScratchNSTError(f"weights path is a directory, not a file: {path}")
+    path = weights_path(path)
     try:
         f = h5py.File(path, "r")
     except OSError as e:
