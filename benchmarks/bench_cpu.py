@@ -53,8 +53,8 @@ def conv_flops(size, depth="relu5_1"):
     (2 FLOPs each). The backward pass to the input is a convolution of the same
     size (the transposed kernel), so an iteration costs twice the forward.
     """
-    from scratchnst.vgg import LAYERS
-    from scratchnst.weights import CONV_LAYERS
+    from scratchnst.files.weights import CONV_LAYERS
+    from scratchnst.network.vgg import LAYERS
 
     # channel widths of VGG19: 64, 64 | 128, 128 | 256 x4 | 512 x4 | 512 x4
     widths = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
@@ -116,7 +116,7 @@ def images(size, seed=0):
 def numpy_iteration(size, conv):
     """``step() -> (loss, grad)`` for scratchnst on NumPy (the loss of :mod:`scratchnst.objective`)."""
     import scratchnst
-    from scratchnst.objective import Objective
+    from scratchnst.method.objective import Objective
 
     net = scratchnst.load_vgg19(dtype="float32", backend="numpy", conv=conv)
     content, style, x = images(size)
@@ -131,9 +131,9 @@ def torch_iteration(size, threads=None, device="cpu"):
     its peak memory is its own."""
     import torch
 
-    from scratchnst.losses import get_preset
-    from scratchnst.vgg import LAYERS
-    from scratchnst.weights import load_weights
+    from scratchnst.files.weights import load_weights
+    from scratchnst.method.presets import get_preset
+    from scratchnst.network.vgg import LAYERS
 
     if threads:
         torch.set_num_threads(threads)
@@ -259,12 +259,12 @@ def main(argv=None):
     os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(args.threads)
     import numpy as np
 
-    import scratchnst.vgg
+    import scratchnst.network.vgg
 
-    convs = args.conv or [scratchnst.vgg.DEFAULT_CONV]
-    unknown = [c for c in convs if c not in scratchnst.vgg.CONV_ALGORITHMS]
+    convs = args.conv or [scratchnst.network.vgg.DEFAULT_CONV]
+    unknown = [c for c in convs if c not in scratchnst.network.vgg.CONV_ALGORITHMS]
     if unknown:
-        p.error(f"unknown --conv {', '.join(unknown)}; choose from {', '.join(scratchnst.vgg.CONV_ALGORITHMS)}")
+        p.error(f"unknown --conv {', '.join(unknown)}; choose from {', '.join(scratchnst.network.vgg.CONV_ALGORITHMS)}")
     conv = ",".join(convs)
     try:
         import torch

@@ -72,7 +72,7 @@ def cupy_iteration(size):
     import cupy
 
     import scratchnst
-    from scratchnst.objective import Objective
+    from scratchnst.method.objective import Objective
 
     net = scratchnst.load_vgg19(dtype="float32", backend="cupy")
     content, style, x = (cupy.asarray(a) for a in images(size))

@@ -10,7 +10,7 @@ imports CuPy; the import is optional (``pip install scratchnst[gpu]``).
 
 import numpy as np
 
-from .errors import ScratchNSTError
+from scratchnst.errors import ScratchNSTError
 
 BACKENDS = ("numpy", "cupy")
 

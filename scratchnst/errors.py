@@ -10,3 +10,8 @@ else is a bug and keeps its traceback.
 
 class ScratchNSTError(Exception):
     """Bad input or an unusable environment, described in one line."""
+
+
+def one_line(e):
+    """An exception's message squeezed onto one line (some Pillow and pickle messages wrap)."""
+    return " ".join(str(e).split()) or type(e).__name__

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from scratchnst.backend import gpu_available
+from scratchnst.network.fast import bands as band_sizes
 
 DATA = Path(__file__).parent / "data"
 
@@ -35,3 +36,13 @@ def xp(request):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(params=[False, True], ids=["one-band", "many-bands"])
+def bands(request, monkeypatch):
+    """Run a fast-conv test with the usual band size, and with bands of a single row, so
+    that several bands and a short last band are exercised even on tiny images."""
+    if request.param:
+        monkeypatch.setattr(band_sizes, "BAND_BYTES", {"numpy": 1, "cupy": 1})
+        monkeypatch.setattr(band_sizes, "MIN_BAND_PIXELS", 1)
+    return request.param

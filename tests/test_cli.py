@@ -70,7 +70,7 @@ def test_gpu_without_cupy(capsys, tmp_path):
 
 
 def test_nan_during_optimisation(capsys, tmp_path, monkeypatch):
-    from scratchnst import objective
+    from scratchnst.method import objective
 
     real = objective.Objective.value_and_grad
 
@@ -102,7 +102,7 @@ def test_usage_errors_are_one_line(capsys):
 def test_ctrl_c_writes_the_image_and_a_checkpoint_then_resume_finishes(capsys, tmp_path, monkeypatch):
     """Ctrl-C during a run (simulated at iteration 2) writes the current image and a
     checkpoint and exits 130; --resume then finishes the run."""
-    from scratchnst import stylize_cli
+    from scratchnst.cli import stylize as stylize_cli
 
     real = stylize_cli.Progress.iteration
 
@@ -122,6 +122,6 @@ def test_ctrl_c_writes_the_image_and_a_checkpoint_then_resume_finishes(capsys, t
     assert (tmp_path / "o.scale1.iter0001.png").exists()  # --save-every
     code, err = run_cli(capsys, "stylize", "--resume", str(tmp_path / "o.ckpt.npz"), *common)
     assert code == 0, err
-    from scratchnst.images import read_png_metadata
+    from scratchnst.files.images import read_png_metadata
 
     assert read_png_metadata(out)["scratchnst:iterations"] == "4"

@@ -10,8 +10,9 @@ import pytest
 import scipy.linalg
 
 from scratchnst.backend import to_numpy
-from scratchnst.color import (
-    COLOR_MODES,
+from scratchnst.errors import ScratchNSTError
+from scratchnst.method.color import (
+    MATCH_MODES,
     luminance,
     luminance_only_inputs,
     luminance_only_output,
@@ -21,7 +22,6 @@ from scratchnst.color import (
     rgb_to_yiq,
     yiq_to_rgb,
 )
-from scratchnst.errors import ScratchNSTError
 
 # The xp fixture (numpy, and cupy where a GPU is present) is in conftest.py.
 
@@ -185,7 +185,7 @@ def reference_A(cov_s, cov_c, mode):
     return S_neg_half @ np.real(scipy.linalg.sqrtm(S_half @ cov_c @ S_half)) @ S_neg_half
 
 
-@pytest.mark.parametrize("mode", COLOR_MODES)
+@pytest.mark.parametrize("mode", MATCH_MODES)
 @pytest.mark.parametrize("eps, rtol", [(0.0, 1e-9), (1e-5, 1e-6)])
 def test_histogram_matching_gives_content_mean_and_covariance(xp, mode, eps, rtol):
     style = colour_image((30, 40), seed=11, mean=(40.0, 80.0, 200.0))
@@ -197,7 +197,7 @@ def test_histogram_matching_gives_content_mean_and_covariance(xp, mode, eps, rto
     assert np.abs(pixel_cov(out) - cov_c).max() < rtol * np.abs(cov_c).max()
 
 
-@pytest.mark.parametrize("mode", COLOR_MODES)
+@pytest.mark.parametrize("mode", MATCH_MODES)
 def test_histogram_matching_uses_the_papers_matrix(xp, mode):
     style = colour_image((20, 20), seed=13)
     content = colour_image((15, 21), seed=14, mean=(10.0, 250.0, 30.0))
@@ -211,22 +211,22 @@ def test_histogram_matching_uses_the_papers_matrix(xp, mode):
 def test_modes_really_differ(xp):
     style = colour_image((20, 20), seed=15)
     content = colour_image((20, 20), seed=16, mix=np.diag([40.0, 5.0, 20.0]))
-    outs = {m: to_numpy(match_color_histogram(xp.asarray(style), xp.asarray(content), m)) for m in COLOR_MODES}
+    outs = {m: to_numpy(match_color_histogram(xp.asarray(style), xp.asarray(content), m)) for m in MATCH_MODES}
     assert np.abs(outs["chol"] - outs["pca"]).max() > 1
     assert np.abs(outs["pca"] - outs["sym"]).max() > 1
     # The symmetric (optimal transport) map moves colours least on average.
-    moved = {m: np.mean(np.sum((outs[m] - style) ** 2, axis=-1)) for m in COLOR_MODES}
+    moved = {m: np.mean(np.sum((outs[m] - style) ** 2, axis=-1)) for m in MATCH_MODES}
     assert moved["sym"] <= min(moved["chol"], moved["pca"]) + 1e-9
 
 
-@pytest.mark.parametrize("mode", COLOR_MODES)
+@pytest.mark.parametrize("mode", MATCH_MODES)
 def test_matching_an_image_to_itself_changes_nothing(xp, mode):
     img = colour_image((10, 12), seed=17)
     out = to_numpy(match_color_histogram(xp.asarray(img), xp.asarray(img), mode, eps=0.0))
     np.testing.assert_allclose(out, img, atol=1e-9)
 
 
-@pytest.mark.parametrize("mode", COLOR_MODES)
+@pytest.mark.parametrize("mode", MATCH_MODES)
 def test_grey_style_needs_eps_and_survives_with_it(xp, mode):
     grey = np.repeat(np.random.default_rng(18).uniform(0, 255, (9, 9, 1)), 3, axis=2)
     content = colour_image((8, 8), seed=19)

@@ -21,8 +21,8 @@ import pytest
 from test_torchfile import Storage, Tensor, torch_save
 
 from scratchnst.cli import main
-from scratchnst.convert import convert, write_h5
 from scratchnst.errors import ScratchNSTError
+from scratchnst.files.convert import convert, write_h5
 
 DATA = Path(__file__).parent / "data"
 BUNDLED = Path(__file__).parent.parent / "weights" / "vgg19.h5"

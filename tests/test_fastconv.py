@@ -8,34 +8,19 @@ Timing is the benchmarks' business (benchmarks/), never a test's.
 
 import numpy as np
 import pytest
-from test_layers import CONV_CASES, distinct  # tests/ is on sys.path (pytest rootdir conftest)
+from helpers import LAYERS_USED, conv_inputs  # tests/ is on sys.path (pytest rootdir conftest)
+from test_layers import CONV_CASES, distinct
 
 import scratchnst
-from scratchnst import fastconv as F
-from scratchnst import layers as L
 from scratchnst.backend import to_numpy
-from scratchnst.gradcheck import check_directional, check_vjp, rel_error
-from scratchnst.vgg import CONV_ALGORITHMS, REFERENCE_CONV
+from scratchnst.network import layers as L
+from scratchnst.network.fast import gemm as F
+from scratchnst.network.fast import relu_pool as RP
+from scratchnst.network.gradcheck import check_directional, check_vjp, rel_error
+from scratchnst.network.vgg import CONV_ALGORITHMS, REFERENCE_CONV
 
 FAST_CONVS = [name for name in CONV_ALGORITHMS if name != REFERENCE_CONV]
 FLOOR = {np.float64: 1e-12, np.float32: 1e-4}
-
-
-@pytest.fixture(params=[False, True], ids=["one-band", "many-bands"])
-def bands(request, monkeypatch):
-    """Run each conv test with the usual band size, and with bands of a single row so
-    that several bands and a short last band are exercised even on tiny images."""
-    if request.param:
-        monkeypatch.setattr(F, "BAND_BYTES", {"numpy": 1, "cupy": 1})
-        monkeypatch.setattr(F, "MIN_BAND_PIXELS", 1)
-    return request.param
-
-
-def conv_inputs(rng, xp, C, H, W, O, k, dtype):
-    x = rng.standard_normal((C, H, W))
-    w = rng.standard_normal((O, C, k, k))
-    b = rng.standard_normal(O)
-    return [xp.asarray(a, dtype=dtype) for a in (x, w, b)]
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
@@ -43,7 +28,7 @@ def conv_inputs(rng, xp, C, H, W, O, k, dtype):
 @pytest.mark.parametrize("C,H,W,O,k,pad", CONV_CASES + [(4, 9, 7, 5, 3, 1), (3, 10, 12, 2, 3, 1)])
 def test_fast_conv_matches_reference(rng, xp, bands, algo, dtype, C, H, W, O, k, pad):
     forward, backward = CONV_ALGORITHMS[algo]
-    x, w, b = conv_inputs(rng, xp, C, H, W, O, k, dtype)
+    x, w, b = conv_inputs(rng, xp, C, H, W, O, dtype, k)
     out, cache = forward(x, w, b, pad)
     ref, ref_cache = L.conv2d_forward(x, w, b, pad)
     assert out.shape == ref.shape and out.dtype == dtype
@@ -59,7 +44,7 @@ def test_fast_conv_matches_reference(rng, xp, bands, algo, dtype, C, H, W, O, k,
 @pytest.mark.parametrize("C,H,W,O,k,pad", CONV_CASES)
 def test_fast_conv_backward_gradcheck(rng, xp, bands, algo, C, H, W, O, k, pad):
     forward, backward = CONV_ALGORITHMS[algo]
-    x, w, b = conv_inputs(rng, xp, C, H, W, O, k, np.float64)
+    x, w, b = conv_inputs(rng, xp, C, H, W, O, np.float64, k)
     out, cache = forward(x, w, b, pad)
     dout = xp.asarray(rng.standard_normal(out.shape))
     err = check_vjp(lambda z: forward(z, w, b, pad)[0], x, dout, backward(dout, cache))
@@ -67,7 +52,7 @@ def test_fast_conv_backward_gradcheck(rng, xp, bands, algo, C, H, W, O, k, pad):
 
 
 def test_fast_conv_keeps_only_what_backward_needs(rng):
-    x, w, b = conv_inputs(rng, np, 2, 5, 5, 3, 3, np.float32)
+    x, w, b = conv_inputs(rng, np, 2, 5, 5, 3, np.float32, 3)
     x0 = x.copy()
     _, cache = F.conv2d_forward(x, w, b)
     np.testing.assert_array_equal(x, x0)  # forward never modifies its input
@@ -76,7 +61,7 @@ def test_fast_conv_keeps_only_what_backward_needs(rng):
 
 def test_gradcheck_catches_a_wrong_fast_gradient(rng):
     """An unflipped kernel in the backward convolution must fail the check."""
-    x, w, b = conv_inputs(rng, np, 2, 5, 6, 3, 3, np.float64)
+    x, w, b = conv_inputs(rng, np, 2, 5, 6, 3, np.float64, 3)
     out, cache = F.conv2d_forward(x, w, b)
     dout = rng.standard_normal(out.shape)
     wrong = F.conv2d_forward_nocache(dout, np.ascontiguousarray(w.transpose(1, 0, 2, 3)), None, 1)
@@ -94,17 +79,17 @@ def test_relu_inplace_matches_reference(rng, xp, dtype):
     dout = xp.asarray(rng.standard_normal(x.shape), dtype=dtype)
     dref = L.relu_backward(dout, ref_cache)
 
-    out, mask = F.relu_forward(x)
+    out, mask = RP.relu_forward(x)
     assert out is not x and mask.dtype == bool
     np.testing.assert_array_equal(to_numpy(out), to_numpy(ref))
-    np.testing.assert_array_equal(to_numpy(F.relu_backward(dout, mask)), to_numpy(dref))
+    np.testing.assert_array_equal(to_numpy(RP.relu_backward(dout, mask)), to_numpy(dref))
 
     y = x.copy()
-    out, mask = F.relu_forward_inplace(y)
+    out, mask = RP.relu_forward_inplace(y)
     assert out is y  # overwritten, no new array
     np.testing.assert_array_equal(to_numpy(out), to_numpy(ref))
     d = dout.copy()
-    assert F.relu_backward(d, mask, inplace=True) is d
+    assert RP.relu_backward(d, mask, inplace=True) is d
     np.testing.assert_array_equal(to_numpy(d), to_numpy(dref))
 
 
@@ -112,22 +97,22 @@ def test_relu_inplace_matches_reference(rng, xp, dtype):
 @pytest.mark.parametrize("shape", [(2, 6, 4), (3, 6, 5), (1, 7, 7), (2, 5, 8), (1, 2, 2), (1, 3, 3)])
 def test_fast_max_pool_matches_reference(rng, xp, dtype, shape):
     x = xp.asarray(distinct(rng, shape), dtype=dtype)
-    out, cache = F.max_pool_forward(x)
+    out, cache = RP.max_pool_forward(x)
     ref, ref_cache = L.max_pool_forward(x)
     np.testing.assert_array_equal(to_numpy(out), to_numpy(ref))
     np.testing.assert_array_equal(to_numpy(cache.index), to_numpy(ref_cache.argmax))
     assert cache.index.dtype == np.uint8
     dout = xp.asarray(rng.standard_normal(ref.shape), dtype=dtype)
-    dx = F.max_pool_backward(dout, cache)
+    dx = RP.max_pool_backward(dout, cache)
     np.testing.assert_array_equal(to_numpy(dx), to_numpy(L.max_pool_backward(dout, ref_cache)))
     if dtype == np.float64:
-        assert check_vjp(lambda z: F.max_pool_forward(z)[0], x, dout, dx) < 1e-7
+        assert check_vjp(lambda z: RP.max_pool_forward(z)[0], x, dout, dx) < 1e-7
 
 
 def test_fast_max_pool_ties_route_to_first_maximum(xp):
     x = xp.asarray([[[0.0, 3.0, 5.0, 5.0], [3.0, 1.0, 5.0, 5.0]]])  # ties (0,1)=(1,0); all four equal
-    _, cache = F.max_pool_forward(x)
-    dx = to_numpy(F.max_pool_backward(xp.ones((1, 1, 2)), cache))
+    _, cache = RP.max_pool_forward(x)
+    dx = to_numpy(RP.max_pool_backward(xp.ones((1, 1, 2)), cache))
     np.testing.assert_array_equal(dx, [[[0, 1, 1, 0], [0, 0, 0, 0]]])
 
 
@@ -143,8 +128,6 @@ def nets():
         for dtype in ("float64", "float32")
     }
 
-
-LAYERS_USED = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scratchnst import atomic, images
 from scratchnst.errors import ScratchNSTError
-from scratchnst.images import (
+from scratchnst.files import atomic, images
+from scratchnst.files.images import (
     bundled_image,
     bundled_images,
     load_image,

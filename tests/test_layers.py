@@ -7,9 +7,9 @@ float64. Floor: relative error <= 1e-7 (see scratchnst.gradcheck.rel_error).
 import numpy as np
 import pytest
 
-from scratchnst import layers as L
 from scratchnst.backend import to_numpy
-from scratchnst.gradcheck import check_vjp, numerical_vjp, rel_error
+from scratchnst.network import layers as L
+from scratchnst.network.gradcheck import check_vjp, numerical_vjp, rel_error
 
 FLOOR = 1e-7
 

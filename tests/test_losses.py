@@ -6,23 +6,13 @@ message. Inputs are random, non-degenerate and float64; the floor is 1e-7.
 
 import numpy as np
 import pytest
+from helpers import report  # tests/ is on sys.path (pytest rootdir conftest)
 
 from scratchnst.backend import to_float, to_numpy
 from scratchnst.errors import ScratchNSTError
-from scratchnst.gradcheck import check_directional, numerical_grad, numerical_vjp, rel_error
-from scratchnst.losses import (
-    PRESETS,
-    content_cost,
-    explain,
-    get_preset,
-    gram,
-    gram_backward,
-    style_cost,
-    style_layer_cost,
-    tv_cost,
-)
-
-TOL = 1e-7
+from scratchnst.method.costs import content_cost, gram, gram_backward, style_cost, style_layer_cost, tv_cost
+from scratchnst.method.presets import PRESETS, explain, get_preset
+from scratchnst.network.gradcheck import check_directional, numerical_grad, numerical_vjp, rel_error
 
 # The xp fixture (numpy, and cupy where a GPU is present) is in conftest.py.
 
@@ -31,10 +21,6 @@ def draw(xp, *shape, seed=0, scale=1.0):
     """Random normal float64 values drawn on the host, so every backend sees the same numbers."""
     return xp.asarray(scale * np.random.default_rng(seed).standard_normal(shape))
 
-
-def report(name, err, tol=TOL):
-    print(f"\n  {name}: relative error {err:.2e}")
-    assert err <= tol, f"{name}: relative error {err:.2e} > {tol:.0e}"
 
 
 # ----------------------------------------------------------------------- gradients

@@ -6,16 +6,17 @@ import os
 
 import numpy as np
 import pytest
+from helpers import report  # tests/ is on sys.path (pytest rootdir conftest)
 
-import scratchnst.vgg
+import scratchnst.network.vgg
 from scratchnst.backend import gpu_available, to_numpy
 from scratchnst.errors import ScratchNSTError
-from scratchnst.gradcheck import check_directional, numerical_grad, rel_error
-from scratchnst.losses import PRESETS, gram
-from scratchnst.objective import Objective
-from scratchnst.optim import minimize
+from scratchnst.method.costs import gram
+from scratchnst.method.objective import Objective
+from scratchnst.method.optimize import minimize
+from scratchnst.method.presets import PRESETS
+from scratchnst.network.gradcheck import check_directional, numerical_grad, rel_error
 
-TOL = 1e-7
 DATA = os.path.join(os.path.dirname(__file__), "data", "vgg19_gatys_48x40.npz")
 
 # The xp fixture (numpy, and cupy where a GPU is present) is in conftest.py.
@@ -85,10 +86,6 @@ def images(xp, seed=0, style_sizes=((20, 24), (16, 18))):
     x = xp.asarray(rng.uniform(-1, 1, (3, 16, 16)))
     return content, styles, x
 
-
-def report(name, err, tol=TOL):
-    print(f"\n  {name}: relative error {err:.2e}")
-    assert err <= tol, f"{name}: relative error {err:.2e} > {tol:.0e}"
 
 
 # ------------------------------------------------------------------ gradients
@@ -230,7 +227,7 @@ def test_bad_images():
 @pytest.fixture(scope="module")
 def vgg64():
     try:
-        return scratchnst.vgg.load_vgg19(dtype="float64")
+        return scratchnst.load_vgg19(dtype="float64")
     except ScratchNSTError as e:
         pytest.skip(f"VGG19 weights unavailable: {e}")
 
@@ -276,7 +273,7 @@ def test_parity_with_pytorch_reference_on_gpu():
     import cupy
 
     ref = np.load(DATA)
-    net = scratchnst.vgg.load_vgg19(dtype="float64", backend="cupy")
+    net = scratchnst.load_vgg19(dtype="float64", backend="cupy")
     obj = Objective(net, cupy.asarray(ref["content"][0]), cupy.asarray(ref["style"][0]))
     loss, grad = obj.value_and_grad(cupy.asarray(ref["generated"][0]))
     assert isinstance(grad, cupy.ndarray)

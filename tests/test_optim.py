@@ -8,7 +8,10 @@ import pytest
 
 from scratchnst.backend import to_numpy
 from scratchnst.errors import ScratchNSTError
-from scratchnst.optim import LBFGS, Adam, minimize, strong_wolfe
+from scratchnst.method.adam import Adam
+from scratchnst.method.lbfgs import LBFGS
+from scratchnst.method.line_search import strong_wolfe
+from scratchnst.method.optimize import minimize
 
 # The xp fixture (numpy, and cupy where a GPU is present) is in conftest.py.
 

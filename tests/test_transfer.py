@@ -6,10 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from scratchnst import images
-from scratchnst.checkpoint import load_checkpoint, save_checkpoint
 from scratchnst.errors import ScratchNSTError
-from scratchnst.transfer import Settings, scale_sizes, stylize
+from scratchnst.files import images
+from scratchnst.files.checkpoint import load_checkpoint, save_checkpoint
+from scratchnst.transfer.loop import scale_sizes, stylize
+from scratchnst.transfer.settings import Settings
 
 
 def small(**kw):
@@ -73,7 +74,7 @@ def test_two_scales_and_colour_modes():
         r = stylize(small(preserve_color=mode, iterations=3))
         assert r.rgb.shape == (27, 40, 3)
     # luminance-only transfer keeps the content's colour: its I and Q channels
-    from scratchnst import color
+    from scratchnst.method import color
 
     content = images.load_image(images.bundled_image("chelsea"), long_side=40).astype(float)
     r = stylize(small(preserve_color="luminance", iterations=3))
@@ -88,7 +89,7 @@ def test_two_style_images_with_blend():
 
 
 def test_nan_loss_is_a_clear_error(monkeypatch):
-    from scratchnst import objective
+    from scratchnst.method import objective
 
     real = objective.Objective.value_and_grad
 

@@ -14,8 +14,8 @@ import pytest
 
 import scratchnst
 from scratchnst.backend import to_numpy
-from scratchnst.gradcheck import check_directional, rel_error
-from scratchnst.vgg import LAYERS
+from scratchnst.network.architecture import LAYERS
+from scratchnst.network.gradcheck import check_directional, rel_error
 
 DATA = Path(__file__).parent / "data"
 
@@ -165,13 +165,13 @@ def test_bad_weights_files(tmp_path):
     with pytest.raises(E, match="not in scratchnst's weights layout.*scratchnst convert"):
         scratchnst.load_vgg19(other)
     broken = tmp_path / "broken.h5"
-    shutil.copy(scratchnst.weights.default_weights_path(), broken)
+    shutil.copy(scratchnst.files.weights.default_weights_path(), broken)
     with h5py.File(broken, "a") as f:
         del f["conv3_2"]
     with pytest.raises(E, match="conv3_2 is missing"):
         scratchnst.load_vgg19(broken)
     truncated = tmp_path / "truncated.h5"
-    truncated.write_bytes(scratchnst.weights.default_weights_path().read_bytes()[:100_000])
+    truncated.write_bytes(scratchnst.files.weights.default_weights_path().read_bytes()[:100_000])
     with pytest.raises(E, match="truncated.h5"):
         scratchnst.load_vgg19(truncated)
     with pytest.raises(E, match="dtype"):

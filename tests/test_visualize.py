@@ -9,8 +9,11 @@ from PIL import Image
 import scratchnst
 from scratchnst import cli
 from scratchnst.errors import ScratchNSTError
-from scratchnst.images import bundled_image, load_image
-from scratchnst.synthesis import (
+from scratchnst.files.images import bundled_image, load_image
+from scratchnst.inside.figures import save_figure
+from scratchnst.inside.patches import top_patches
+from scratchnst.inside.receptive_fields import receptive_field_box, receptive_fields
+from scratchnst.inside.synthesis import (
     gaussian_blur,
     layer_channels,
     maximize_unit,
@@ -18,9 +21,9 @@ from scratchnst.synthesis import (
     reconstruct,
     unit_activation,
 )
-from scratchnst.vgg import LAYERS, VGG19
-from scratchnst.visualize import receptive_field_box, receptive_fields, save_figure, top_patches
-from scratchnst.weights import CONV_CHANNELS, Preprocessing
+from scratchnst.network.architecture import CONV_CHANNELS, LAYERS
+from scratchnst.network.preprocessing import Preprocessing
+from scratchnst.network.vgg import VGG19
 
 
 @pytest.fixture(scope="module")

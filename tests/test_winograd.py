@@ -10,25 +10,18 @@ import gc
 
 import numpy as np
 import pytest
+from helpers import LAYERS_USED, conv_inputs  # tests/ is on sys.path (pytest rootdir conftest)
 
 import scratchnst
-from scratchnst import fastconv
-from scratchnst import layers as L
-from scratchnst import winograd as Wg
 from scratchnst.backend import to_numpy
-from scratchnst.gradcheck import check_vjp, rel_error
+from scratchnst.network import layers as L
+from scratchnst.network.fast import gemm as fastconv
+from scratchnst.network.fast import winograd as Wg
+from scratchnst.network.fast import winograd_transforms as WT
+from scratchnst.network.gradcheck import check_vjp, rel_error
 
 FLOOR = {np.float64: 1e-12, np.float32: 1e-4}
 MS = [2, 4]
-
-
-@pytest.fixture(params=[False, True], ids=["one-band", "many-bands"])
-def bands(request, monkeypatch):
-    """Usual bands, and one tile row per band (several bands and a short last one)."""
-    if request.param:
-        monkeypatch.setattr(fastconv, "BAND_BYTES", {"numpy": 1, "cupy": 1})
-        monkeypatch.setattr(fastconv, "MIN_BAND_PIXELS", 1)
-    return request.param
 
 
 @pytest.fixture
@@ -37,12 +30,7 @@ def every_layer(monkeypatch):
     monkeypatch.setattr(Wg, "MIN_CHANNELS", {2: 1, 4: 1})
 
 
-def conv_inputs(rng, xp, C, H, W, O, dtype):
-    x, w, b = rng.standard_normal((C, H, W)), rng.standard_normal((O, C, 3, 3)), rng.standard_normal(O)
-    return [xp.asarray(a, dtype=dtype) for a in (x, w, b)]
-
-
-@pytest.mark.parametrize("T", [Wg.F2, Wg.F4], ids=["F2", "F4"])
+@pytest.mark.parametrize("T", [WT.F2, WT.F4], ids=["F2", "F4"])
 def test_one_dimensional_identity(rng, T):
     """y = A^T [(G g) * (B^T d)] is the 3-tap correlation y_i = sum_u g_u d_{i+u} (Lavin, eq. 5)."""
     for _ in range(5):
@@ -114,8 +102,8 @@ def test_gradcheck_catches_an_unflipped_winograd_kernel(rng, every_layer):
     x, w, b = conv_inputs(rng, np, 2, 5, 6, 3, np.float64)
     out = Wg.conv2d_forward_nocache(x, w, b, 1)
     dout = rng.standard_normal(out.shape)
-    U_wrong = Wg.kernel_transform(np.ascontiguousarray(w.transpose(1, 0, 2, 3)), Wg.F2)
-    wrong = Wg.winograd_conv3x3(dout, U_wrong, Wg.F2, 1)
+    U_wrong = WT.kernel_transform(np.ascontiguousarray(w.transpose(1, 0, 2, 3)), WT.F2)
+    wrong = Wg.winograd_conv3x3(dout, U_wrong, WT.F2, 1)
     assert check_vjp(lambda z: Wg.conv2d_forward_nocache(z, w, b, 1), x, dout, wrong) > 1e-2
 
 
@@ -143,22 +131,20 @@ def test_forward_leaves_its_input_alone_and_caches_no_input(rng):
 
 
 def test_kernel_cache_follows_the_array_object(rng):
-    cache = Wg.KernelCache()
+    cache = WT.KernelCache()
     w = rng.standard_normal((4, 3, 3, 3))
-    U = cache.get(w, Wg.F2)
-    assert cache.get(w, Wg.F2) is U  # computed once per kernel
-    Ub = cache.get(w, Wg.F2, flip=True)
-    np.testing.assert_allclose(Ub, Wg.kernel_transform(fastconv.flipped_transposed(w), Wg.F2))
+    U = cache.get(w, WT.F2)
+    assert cache.get(w, WT.F2) is U  # computed once per kernel
+    Ub = cache.get(w, WT.F2, flip=True)
+    np.testing.assert_allclose(Ub, WT.kernel_transform(fastconv.flipped_transposed(w), WT.F2))
     w2 = w.copy()  # equal values, another array: its own entry
-    assert cache.get(w2, Wg.F2) is not U and len(cache) == 3
+    assert cache.get(w2, WT.F2) is not U and len(cache) == 3
     del w, U, Ub
     gc.collect()
     assert len(cache) == 1  # entries die with their kernel
 
 
 # ---------------------------------------------------------------- the whole network
-
-LAYERS_USED = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
 
 
 @pytest.fixture(scope="module")

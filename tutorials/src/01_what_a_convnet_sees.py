@@ -42,18 +42,12 @@ import matplotlib.pyplot as plt
 from IPython.display import Image, Markdown, display
 
 import scratchnst
-from scratchnst import images
-from scratchnst.synthesis import layer_channels, maximize_unit, reconstruct
-from scratchnst.visualize import (
-    feature_grid_figure,
-    image_paths,
-    patches_figure,
-    receptive_fields,
-    reconstructions_figure,
-    top_channels,
-    top_patches,
-    units_figure,
-)
+from scratchnst.files import images
+from scratchnst.files.images import image_files
+from scratchnst.inside.figures import feature_grid_figure, patches_figure, reconstructions_figure, units_figure
+from scratchnst.inside.patches import top_channels, top_patches
+from scratchnst.inside.receptive_fields import receptive_fields
+from scratchnst.inside.synthesis import layer_channels, maximize_unit, reconstruct
 
 SIZE = os.environ.get("SCRATCHNST_TUTORIAL_SIZE", "full")
 if SIZE == "small":   # CI: seconds, not pictures
@@ -75,7 +69,7 @@ def show(fig):
 
 
 net = scratchnst.load_vgg19()                     # bundled weights, float32, NumPy
-paths = image_paths()[:N_IMAGES]                  # the bundled example images
+paths = image_files()[:N_IMAGES]                  # the bundled example images
 print(f"size={SIZE}; {len(paths)} images: {', '.join(p.stem for p in paths)}")
 
 # %% [markdown]

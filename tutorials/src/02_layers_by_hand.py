@@ -37,8 +37,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import scratchnst
-from scratchnst import gradcheck, layers
-from scratchnst.images import bundled_image, load_image
+from scratchnst.files.images import bundled_image, load_image
+from scratchnst.network import gradcheck, layers
 
 SIZE = os.environ.get("SCRATCHNST_TUTORIAL_SIZE", "full")
 VGG_SIDE = 48 if SIZE == "full" else 32  # long side of the image for the whole-network check
@@ -460,17 +460,17 @@ for conv, net in nets.items():
 def swapped_windows(net, x, v, h):
     """Max-pool windows whose winner differs between x - h v and x + h v.
 
-    Reads the argmax kept in each scratchnst.layers.PoolCache (the conv="im2col" network's
-    pools); it peeks at the network's private list of caches, for this demonstration only.
+    Reads the argmax kept in each scratchnst.network.layers.PoolCache (the conv="im2col"
+    network's pools); it peeks at the network's private list of steps, for this demonstration only.
     """
     found = []
     net.forward(x - h * v, ["pool5"] if min(x.shape[1:]) >= 32 else ["pool4"])
-    before = {n: np.array(c.argmax) for n, _, c, _ in net._caches if n.startswith("pool")}
+    before = {s.name: np.array(s.cache.argmax) for s in net._steps if s.name.startswith("pool")}
     net.forward(x + h * v, list(before)[-1:])
-    for n, _, c, _ in net._caches:
-        if n.startswith("pool"):
-            for ch, i, j in zip(*np.nonzero(before[n] != c.argmax)):
-                found.append((n, int(ch), int(i), int(j)))
+    for s in net._steps:
+        if s.name.startswith("pool"):
+            for ch, i, j in zip(*np.nonzero(before[s.name] != s.cache.argmax)):
+                found.append((s.name, int(ch), int(i), int(j)))
     return found
 
 
@@ -490,10 +490,9 @@ if swapped_windows(net64, x, v, 1e-4):
 
 # %%
 acts = net64.forward(x, names)
-steps = net64._caches  # [(name, backward, cache, shape)] of this forward, in order
-relu11 = [k for k, s in enumerate(steps) if s[0] == "relu1_1"][0]
-name, _, cache, shape = steps[relu11]
-steps[relu11] = (name, lambda dout, cache: dout, cache, shape)  # wrong: ignores the mask
+steps = net64._steps  # [Step(name, backward, cache, shape, overwrites)] of this forward, in order
+relu11 = [k for k, s in enumerate(steps) if s.name == "relu1_1"][0]
+steps[relu11] = steps[relu11]._replace(backward=lambda dout, cache: dout)  # wrong: ignores the mask
 bad = net64.backward(g)
 
 

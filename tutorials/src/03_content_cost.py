@@ -38,10 +38,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import scratchnst
-from scratchnst import gradcheck, layers
-from scratchnst.images import bundled_image, load_image
-from scratchnst.losses import PRESETS, content_cost
-from scratchnst.synthesis import noise_image
+from scratchnst.files.images import bundled_image, load_image
+from scratchnst.inside.synthesis import noise_image
+from scratchnst.method.costs import content_cost
+from scratchnst.method.presets import PRESETS
+from scratchnst.network import gradcheck, layers
 
 SIZE = os.environ.get("SCRATCHNST_TUTORIAL_SIZE", "full")
 SIDE = 112 if SIZE == "full" else 40  # long side of the photo, in pixels

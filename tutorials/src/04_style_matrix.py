@@ -40,10 +40,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import scratchnst
-from scratchnst import gradcheck, layers
-from scratchnst.images import bundled_image, load_image
-from scratchnst.losses import PRESETS, gram, gram_backward, style_cost, style_layer_cost
-from scratchnst.synthesis import noise_image
+from scratchnst.files.images import bundled_image, load_image
+from scratchnst.inside.synthesis import noise_image
+from scratchnst.method.costs import gram, gram_backward, style_cost, style_layer_cost
+from scratchnst.method.presets import PRESETS
+from scratchnst.network import gradcheck, layers
 
 SIZE = os.environ.get("SCRATCHNST_TUTORIAL_SIZE", "full")
 SIDE = 96 if SIZE == "full" else 40  # long side of the style image (and the textures), in pixels

@@ -41,9 +41,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import scratchnst
-from scratchnst import images
-from scratchnst.gradcheck import check_directional
-from scratchnst.transfer import Settings, initial_image, scale_sizes, stylize
+from scratchnst.files import images
+from scratchnst.network.gradcheck import check_directional
+from scratchnst.transfer.loop import Settings, initial_image, scale_sizes, stylize
 
 SIZE = os.environ.get("SCRATCHNST_TUTORIAL_SIZE", "full")
 if SIZE == "small":

@@ -40,7 +40,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import scratchnst
-from scratchnst import backend, estimate, images
+from scratchnst import backend
+from scratchnst.files import images
+from scratchnst.transfer import estimate
 
 SIZE = os.environ.get("SCRATCHNST_TUTORIAL_SIZE", "full")
 if SIZE == "small":
@@ -98,7 +100,7 @@ print(inspect.getsource(backend.to_numpy))
 # every backend this machine has. On a CPU-only machine the loop has one entry.
 
 # %%
-from scratchnst.losses import gram, style_layer_cost, tv_cost  # noqa: E402
+from scratchnst.method.costs import gram, style_layer_cost, tv_cost  # noqa: E402
 
 rng = np.random.default_rng(0)
 a_host = rng.standard_normal((64, 24, 24)).astype(np.float32)   # an activation (N_l, h, w)

@@ -1,0 +1,113 @@
+"""Before a long run: how much memory and time one iteration will take.
+
+Both figures come from counting, not from running the network:
+
+* FLOPs. A 3x3 convolution from C_in to C_out channels on an h x w map costs
+  ``2 * 9 * C_in * C_out * h * w`` FLOPs forward (a multiply and an add per
+  term) and the same again for the input gradient. Pools and ReLUs are noise.
+  Time = FLOPs / (the GEMM rate measured here, times an efficiency, since a
+  convolution never runs at the pure matmul rate).
+* Memory. The forward pass keeps every layer's output for the backward pass, and
+  the backward pass holds about as much again in gradients; the interpreter and
+  the weights, and the fast convolution's bounded im2col bands, come on top
+  (:data:`BASE_BYTES`, :data:`BAND_BYTES`, measured). Optimizer state (L-BFGS keeps
+  2 x history images) is added last.
+
+The estimate is rough (within a factor of about 1.5 either way); its job is to
+refuse a run that cannot fit before it starts, and to set expectations.
+"""
+
+import os
+import time
+
+import numpy as np
+
+from scratchnst.network.architecture import CONV_CHANNELS, activation_shapes
+
+# Fraction of the raw matmul rate a whole VGG iteration reaches (measured with
+# benchmarks/bench_cpu.py; conservative, so time estimates err long).
+EFFICIENCY = 0.5
+
+
+def layer_shapes(H, W, deepest="relu5_1"):
+    """(name, C_in, C_out, h, w) of each conv up to ``deepest``, in order (h, w: its input's size)."""
+    shapes = activation_shapes(H, W, deepest)
+    return [
+        (name, CONV_CHANNELS[name][1], c_out, h, w) for name, (c_out, h, w) in shapes.items() if name in CONV_CHANNELS
+    ]
+
+
+def conv_flops(H, W, deepest="relu5_1"):
+    """FLOPs of one forward pass through the convolutions up to ``deepest`` (3x3 kernels)."""
+    return sum(2 * 9 * c_in * c_out * h * w for _, c_in, c_out, h, w in layer_shapes(H, W, deepest))
+
+
+# Measured with benchmarks/bench_cpu.py (peak RSS of a whole iteration): the
+# interpreter, NumPy, h5py and the float32 weights come to about 200 MB before any
+# image, and the fast path's im2col bands add at most two 64 MiB blocks.
+BASE_BYTES = 200 * 2**20
+BAND_BYTES = 2 * 64 * 2**20
+
+
+def kernel_cache_bytes(deepest="relu5_1", itemsize=4, m=4):
+    """Winograd's transformed kernels, kept for the whole run: for every conv it
+    handles, (m + 2)^2 points x O x C values, once for the forward and once for the
+    flipped (gradient) kernel (:mod:`scratchnst.winograd`)."""
+    from scratchnst.network.fast.winograd import MIN_CHANNELS
+
+    return sum(
+        2 * (m + 2) ** 2 * c_in * c_out * itemsize
+        for _, c_in, c_out, _, _ in layer_shapes(16, 16, deepest)
+        if min(c_in, c_out) >= MIN_CHANNELS[m]
+    )
+
+
+def memory_bytes(H, W, *, itemsize=4, deepest="relu5_1", optimizer_images=0, conv="winograd"):
+    """Estimated peak bytes of one forward + backward pass, plus optimizer state.
+
+    The forward pass keeps one activation per conv layer (its ReLU runs in place)
+    and one per pool; during the backward pass gradients are alive too, though
+    never all at once: a factor 1.75 fits the measured peaks. ``optimizer_images``: how many image-sized
+    arrays the optimizer keeps (L-BFGS with history m: about 2m + 4; Adam: 4).
+    ``conv="winograd"`` (the default) adds :func:`kernel_cache_bytes`.
+    Against benchmarks/bench_cpu.py's peak RSS: within 20% at 256, 512 and 1024 px,
+    erring high, the safe side for refusing a run.
+    """
+    shapes = layer_shapes(H, W, deepest)
+    kept = sum(c_out * h * w for _, _, c_out, h, w in shapes)  # conv/ReLU outputs
+    kept += sum(c_out * h * w // 4 for _, _, c_out, h, w in shapes)  # pools (an upper bound)
+    image = 3 * H * W
+    kernels = kernel_cache_bytes(deepest, itemsize) if conv == "winograd" else 0
+    return BASE_BYTES + BAND_BYTES + kernels + itemsize * (1.75 * kept + optimizer_images * image)
+
+
+def matmul_gflops(n=768, repeats=3, dtype=np.float32):
+    """The float32 GEMM rate of this machine's NumPy, in GFLOP/s (takes ~0.1 s)."""
+    a = np.ones((n, n), dtype)
+    a @ a  # warm-up: thread pool start, page faults
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ a
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def available_memory_bytes():
+    """Memory this process may still use: MemAvailable on Linux, else physical memory."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def seconds_per_iteration(H, W, gflops, deepest="relu5_1"):
+    """Forward + input-gradient time at ``gflops`` GEMM rate and :data:`EFFICIENCY`."""
+    return 2 * conv_flops(H, W, deepest) / (gflops * 1e9 * EFFICIENCY)

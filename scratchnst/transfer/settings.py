@@ -1,0 +1,94 @@
+"""Every choice of a stylization run, in one dataclass, checked before any heavy work.
+
+:class:`Settings` is what the command line fills in, what a checkpoint and the
+output PNG's metadata store, and what :func:`scratchnst.transfer.loop.stylize` reads.
+"""
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+from scratchnst.errors import ScratchNSTError
+from scratchnst.method.objective import STYLE_LAYERS
+from scratchnst.network import architecture
+
+DEVICES = {"cpu": "numpy", "gpu": "cupy"}
+INITS = ("content", "noise", "blend")
+PRESERVE_COLOR = ("none", "luminance", "histogram")
+
+
+@dataclass
+class Settings:
+    """Every choice of a run. Written into the output PNG and the checkpoint.
+
+    ``content`` and ``styles`` are file paths or names of bundled images. ``alpha``
+    and ``beta`` None take the preset's defaults. ``init`` is ``content``,
+    ``noise``, ``blend`` (``noise_ratio`` of noise mixed into the content) or an
+    image path. ``scales`` is the number of coarse-to-fine levels (1: single scale;
+    0: automatic, halving until the long side is at most 256 px).
+    """
+
+    content: str
+    styles: list
+    style_blend: list | None = None
+    size: int = 512
+    style_scale: float = 1.0
+    iterations: int = 500
+    optimizer: str = "lbfgs"
+    lr: float = 2.0
+    history: int = 10
+    preset: str = "gatys"
+    alpha: float | None = None
+    beta: float | None = None
+    tv_weight: float = 0.0
+    content_layers: list = field(default_factory=lambda: ["relu4_2"])
+    style_layers: list = field(default_factory=lambda: list(STYLE_LAYERS))
+    style_layer_weights: list | None = None
+    pooling: str = "max"
+    init: str = "content"
+    noise_ratio: float = 0.6
+    preserve_color: str = "none"
+    scales: int = 1
+    seed: int = 0
+    device: str = "cpu"
+    dtype: str = "float32"
+    weights: str | None = None
+
+    def validate(self):
+        """One-line errors for settings that cannot work, before any heavy work."""
+        if not self.styles:
+            raise ScratchNSTError("give at least one style image")
+        if not (isinstance(self.size, int) and 16 <= self.size <= 16384):
+            raise ScratchNSTError(f"size must be an integer from 16 to 16384 pixels, got {self.size!r}")
+        if not (self.style_scale > 0 and math.isfinite(self.style_scale)):
+            raise ScratchNSTError(f"style scale must be a positive number, got {self.style_scale!r}")
+        if not (isinstance(self.iterations, int) and self.iterations >= 0):
+            raise ScratchNSTError(f"iterations must be a non-negative integer, got {self.iterations!r}")
+        if self.optimizer not in ("lbfgs", "adam"):
+            raise ScratchNSTError(f"optimizer must be lbfgs or adam, got {self.optimizer!r}")
+        if self.device not in DEVICES:
+            raise ScratchNSTError(f"device must be cpu or gpu, got {self.device!r}")
+        if self.dtype not in ("float32", "float64"):
+            raise ScratchNSTError(f"dtype must be float32 or float64, got {self.dtype!r}")
+        if self.preserve_color not in PRESERVE_COLOR:
+            raise ScratchNSTError(f"preserve-color must be one of {', '.join(PRESERVE_COLOR)}")
+        if not 0 <= self.noise_ratio <= 1:
+            raise ScratchNSTError(f"noise ratio must be between 0 and 1, got {self.noise_ratio!r}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ScratchNSTError(f"learning rate must be a positive number, got {self.lr!r}")
+        if not (isinstance(self.scales, int) and 0 <= self.scales <= 8):
+            raise ScratchNSTError(f"scales must be an integer from 0 (auto) to 8, got {self.scales!r}")
+        architecture.check_layers(list(self.content_layers) + list(self.style_layers))
+        if self.style_blend is not None and len(self.style_blend) != len(self.styles):
+            raise ScratchNSTError(
+                f"{len(self.style_blend)} style blend weights for {len(self.styles)} style images"
+            )
+        return self
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
