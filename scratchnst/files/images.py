@@ -360,7 +360,7 @@ def check_image_output(path):
 def save_image(path, img, metadata=None):
     """Write an RGB ``uint8`` image atomically: the whole file or nothing.
 
-    Through :func:`scratchnst.atomic.atomic_path`: an interrupted or failed write
+    Through :func:`scratchnst.files.atomic.atomic_path`: an interrupted or failed write
     never leaves a truncated picture at ``path`` (an earlier file there survives
     intact), and the temporary file is removed on any failure.
 

@@ -9,7 +9,7 @@ def plot_losses(history, path, title="scratchnst: loss per iteration"):
     """Write a log-scale plot of the weighted loss terms to ``path`` (atomically).
 
     ``history``: {"total": [...], "content": [...], "style": [...], "tv": [...],
-    "level": [...]} as :func:`scratchnst.transfer.stylize` records it. Dashed
+    "level": [...]} as :func:`scratchnst.transfer.loop.stylize` records it. Dashed
     vertical lines mark the start of each coarse-to-fine level.
     """
     from matplotlib.figure import Figure  # no pyplot: no GUI backend needed

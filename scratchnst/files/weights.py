@@ -1,7 +1,7 @@
 """Reading VGG19 weights in scratchnst's HDF5 layout, and building the network from them.
 
 The layout is documented in ``weights/README.md``; files in it are written by
-:mod:`scratchnst.convert`. The preprocessing (channel order, scale, mean, std) is
+:mod:`scratchnst.files.convert`. The preprocessing (channel order, scale, mean, std) is
 stored with the weights because it belongs to them: Caffe-trained VGG expects BGR
 pixels 0..255 minus a mean pixel, torchvision's expects RGB 0..1 standardised.
 """

@@ -143,7 +143,7 @@ def check_figure_output(path):
 
 
 def save_figure(fig, path, dpi=110):
-    """Write a figure atomically (:mod:`scratchnst.atomic`): the whole file or nothing."""
+    """Write a figure atomically (:mod:`scratchnst.files.atomic`): the whole file or nothing."""
     path = check_figure_output(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=path.suffix[1:].lower(), dpi=dpi)

@@ -15,7 +15,7 @@ than a network (the gradient comes from :meth:`scratchnst.VGG19.backward`):
   Gatys et al. 2016: low layers keep the exact pixels, high layers keep the
   objects and their arrangement but not the pixels; Grams keep textures only.
 
-Figures of these live in :mod:`scratchnst.visualize`.
+Figures of these live in :mod:`scratchnst.inside.figures`.
 """
 
 import math
@@ -131,7 +131,7 @@ def maximize_unit(net, layer, unit, *, size=64, steps=80, lr=3.0, where="mean", 
         mean pixel (0 in input space): an L2 prior that leaves grey what the unit
         does not care about.
     tv_weight : float
-        Adds ``-tv_weight * dTV/dx`` (:func:`scratchnst.losses.tv_cost`) to the
+        Adds ``-tv_weight * dTV/dx`` (:func:`scratchnst.method.costs.tv_cost`) to the
         ascent direction, before normalisation.
     seed : int
     callback : callable (step, x, value) or None
@@ -202,13 +202,13 @@ def reconstruct(net, image, layer, *, style=False, steps=200, method="lbfgs", lr
     steps : int
         Optimiser iterations.
     method : "lbfgs" or "adam"
-        :func:`scratchnst.optim.minimize`. L-BFGS converges far faster on these
+        :func:`scratchnst.method.optimize.minimize`. L-BFGS converges far faster on these
         smooth costs; Adam (``lr`` in pixel values) is there to compare.
     tv_weight : float
-        Weight of :func:`scratchnst.losses.tv_cost` (per pixel), 0 for none.
+        Weight of :func:`scratchnst.method.costs.tv_cost` (per pixel), 0 for none.
     seed : int
     callback : callable optimizer -> bool or None
-        Passed to :func:`~scratchnst.optim.minimize`.
+        Passed to :func:`~scratchnst.method.optimize.minimize`.
 
     Returns
     -------
@@ -219,7 +219,7 @@ def reconstruct(net, image, layer, *, style=False, steps=200, method="lbfgs", lr
     Notes
     -----
     The optimisers treat x as unconstrained (clipping inside a line search would
-    break it); x is clipped once at the end, as :mod:`scratchnst.optim` advises.
+    break it); x is clipped once at the end, as :mod:`scratchnst.method.optimize` advises.
     """
     net.check_layers([layer])
     target = net.forward(image, [layer])[layer]  # (N_l, h, w)

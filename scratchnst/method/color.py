@@ -22,7 +22,7 @@ colours while copying a painting's brush strokes:
 All of these run once, on images, before or after the optimisation; none is
 inside the loss, so none needs a backward pass. Images are float arrays shaped
 ``(..., 3)`` with RGB in the last axis (channels-last, like
-:mod:`scratchnst.images`), in 0..255 or any other consistent scale. Every
+:mod:`scratchnst.files.images`), in 0..255 or any other consistent scale. Every
 function is written against ``xp = array_module(x)``, so it runs on CuPy arrays on
 the GPU unchanged. Results are not clipped: clipping to 0..255 would change the
 statistics just matched, so it is left to the final conversion to ``uint8``.

@@ -10,9 +10,9 @@ The loss is Gatys et al. (2016) eq. 7 plus an optional smoothness prior,
          + beta  * sum_l w_l k_l sum((G_l(x) - A_l)^2)                   style
          + tv_weight * tv(x)
 
-with the constants k of a preset in :data:`scratchnst.losses.PRESETS`. Its gradient
+with the constants k of a preset in :data:`scratchnst.method.presets.PRESETS`. Its gradient
 is the network's backward pass fed with each layer's cost gradient
-(:mod:`scratchnst.losses`) at once: the backward adds them as it passes each
+(:mod:`scratchnst.method.costs`) at once: the backward adds them as it passes each
 layer, so one backward serves every layer (the chain rule is linear in the
 upstream gradients).
 """
@@ -74,9 +74,9 @@ class Objective:
         ``normalization`` pass None to take that preset's (e.g. 5 and 100 for
         ``jcjohnson``).
     tv_weight : float
-        Weight of :func:`scratchnst.losses.tv_cost` on the image, 0 to disable.
+        Weight of :func:`scratchnst.method.costs.tv_cost` on the image, 0 to disable.
     normalization : str
-        A key of :data:`scratchnst.losses.PRESETS`.
+        A key of :data:`scratchnst.method.presets.PRESETS`.
 
     Attributes
     ----------

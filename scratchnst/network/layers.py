@@ -12,7 +12,7 @@ Every function is written against ``xp = array_module(x)``, so the same lines ru
 on NumPy and on CuPy. Forward passes never modify their inputs.
 
 The tutorial ``tutorials/02_layers_by_hand.ipynb`` derives each gradient below and
-checks it with finite differences (``scratchnst.gradcheck``).
+checks it with finite differences (``scratchnst.network.gradcheck``).
 """
 
 from typing import NamedTuple

@@ -52,7 +52,7 @@ BAND_BYTES = 2 * 64 * 2**20
 def kernel_cache_bytes(deepest="relu5_1", itemsize=4, m=4):
     """Winograd's transformed kernels, kept for the whole run: for every conv it
     handles, (m + 2)^2 points x O x C values, once for the forward and once for the
-    flipped (gradient) kernel (:mod:`scratchnst.winograd`)."""
+    flipped (gradient) kernel (:mod:`scratchnst.network.fast.winograd`)."""
     from scratchnst.network.fast.winograd import MIN_CHANNELS
 
     return sum(

@@ -14,11 +14,11 @@ The steps, each in its own function so a reader can follow them:
 3. :func:`initial_image` makes the starting point: the content, noise, the
    course's blend ``noise_ratio * noise + (1 - noise_ratio) * content``, or a file.
 4. :func:`run_level` minimises :class:`scratchnst.Objective` with L-BFGS or Adam
-   (:mod:`scratchnst.optim`) at one level, reporting progress through a callback
+   (:mod:`scratchnst.method.optimize`) at one level, reporting progress through a callback
    and writing checkpoints that :func:`stylize` can resume from exactly.
 
 Pixel range: the optimisers work on an unconstrained image (see
-:mod:`scratchnst.optim`); it is clipped to 0..255 only when written out.
+:mod:`scratchnst.method.optimize`); it is clipped to 0..255 only when written out.
 """
 
 import math
@@ -226,7 +226,7 @@ def stylize(settings, *, inputs=None, resume=None, on_iteration=None, on_level=N
     settings : Settings
     inputs : (content, [styles]) RGB uint8 arrays already loaded by :func:`load_inputs`, or None
     resume : dict or None
-        A checkpoint's state (:func:`scratchnst.checkpoint.load_checkpoint`); its
+        A checkpoint's state (:func:`scratchnst.files.checkpoint.load_checkpoint`); its
         settings replace ``settings``.
     on_iteration : callable(level, n_levels, iteration, terms) or None
         Called after every iteration with the weighted loss terms (for a progress bar).

@@ -25,7 +25,7 @@ def relu_forward_inplace(x):
 
     Only for arrays nobody else holds (a convolution's fresh output). The cache is
     the mask ``x > 0`` (bool, a quarter of the float32 activation), which is all
-    the backward pass needs: see :func:`scratchnst.layers.relu_backward`.
+    the backward pass needs: see :func:`scratchnst.network.layers.relu_backward`.
     """
     xp = array_module(x)
     xp.maximum(x, 0, out=x)
@@ -60,7 +60,7 @@ _CORNERS = ((0, 0), (0, 1), (1, 0), (1, 1))
 
 
 def max_pool_forward(x):
-    """2x2 max pooling, stride 2, floored, as :func:`scratchnst.layers.max_pool_forward`.
+    """2x2 max pooling, stride 2, floored, as :func:`scratchnst.network.layers.max_pool_forward`.
 
     The reference views the input as (C, Ho, Wo, 4) windows, which makes NumPy copy
     the strided view for ``argmax``. Here each window entry is a strided slice
@@ -85,7 +85,7 @@ def max_pool_forward(x):
 def max_pool_backward(dout, cache):
     """Gradient of 2x2 max pooling: ``dout`` routed to the first maximum of each window.
 
-    See :func:`scratchnst.layers.max_pool_backward` for the derivation; rows and
+    See :func:`scratchnst.network.layers.max_pool_backward` for the derivation; rows and
     columns dropped by the floor get 0.
     """
     xp = array_module(dout)

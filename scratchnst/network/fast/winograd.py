@@ -232,7 +232,7 @@ def _use_winograd(w, pad, m):
 
 
 def conv2d_forward_nocache(x, w, b, pad=1, m=None):
-    """Convolution ``out`` (O, Ho, Wo) as :func:`scratchnst.layers.conv2d_forward`, by Winograd where it applies.
+    """Convolution ``out`` (O, Ho, Wo) as :func:`scratchnst.network.layers.conv2d_forward`, by Winograd where it applies.
 
     ``b`` may be None. 3x3 kernels with 0 <= pad <= 2 and at least ``MIN_CHANNELS``
     channels on both sides use F(m x m, 3 x 3) (``m`` defaults to ``DEFAULT_M``),
@@ -254,7 +254,7 @@ def conv2d_forward_nocache(x, w, b, pad=1, m=None):
 def conv2d_forward(x, w, b, pad=1, m=None):
     """2D convolution, stride 1, by Winograd F(m x m, 3 x 3) where it applies (m = ``DEFAULT_M``: 4).
 
-    Same contract as :func:`scratchnst.layers.conv2d_forward`: ``x`` (C, H, W),
+    Same contract as :func:`scratchnst.network.layers.conv2d_forward`: ``x`` (C, H, W),
     ``w`` (O, C, kh, kw), ``b`` (O,); returns ``out`` (O, H + 2 pad - kh + 1,
     W + 2 pad - kw + 1) and a :class:`scratchnst.network.fast.gemm.ConvCache` (the input's
     shape and the kernel: the input gradient does not need the input).
