@@ -6,7 +6,8 @@ input space is the job of the preprocessing code, not of this module.
 
 * :func:`load_image` turns whatever Pillow can open (greyscale, 16-bit, palette,
   CMYK, images with transparency, rotated phone photos) into that one layout, and
-  turns every way a file can be unusable into one :class:`ScratchNSTError` line.
+  turns every way a file can be unusable into one :class:`ScratchNSTError` line
+  (the decoding is :mod:`scratchnst.files.decode`).
 * :func:`save_image` writes atomically, so an interrupted run never leaves a
   half-written picture behind, and stores run settings as PNG text chunks that
   :func:`read_png_metadata` reads back.
@@ -16,15 +17,14 @@ input space is the job of the preprocessing code, not of this module.
 """
 
 import json
-import struct
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
+from PIL import Image, ImageOps, PngImagePlugin
 
 from scratchnst.errors import ScratchNSTError, one_line
 from scratchnst.files.atomic import atomic_path, check_writable
+from scratchnst.files.decode import READ_ERRORS, open_decoded, pil_to_rgb_array
 
 IMAGE_DIR = Path(__file__).resolve().parent.parent / "data" / "images"  # scratchnst/data/images
 """Folder of the bundled example images (setuptools installs the package unzipped,
@@ -36,52 +36,6 @@ BUNDLED_SUFFIX = ".jpg"
 # metadata faithfully; JPEG is offered because results are often shared as JPEG.
 SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 
-# Errors Pillow raises for unreadable content: not an image, truncated data
-# ("image file is truncated"), broken chunks (SyntaxError from the PNG parser),
-# absurd sizes (DecompressionBombError), bad EXIF (ValueError/KeyError/...).
-_PIL_READ_ERRORS = (
-    UnidentifiedImageError,
-    OSError,
-    SyntaxError,
-    ValueError,
-    KeyError,
-    IndexError,
-    TypeError,
-    struct.error,
-    Image.DecompressionBombError,
-)
-
-
-@contextmanager
-def _open_decoded(path):
-    """Open ``path`` with Pillow and decode it fully, or raise one clear error.
-
-    Decoding here (``im.load()``), not lazily later, is what turns a truncated or
-    corrupt file into an error at load time instead of a crash mid-run. A context
-    manager, because Pillow keeps multi-frame files (GIF, TIFF) open after
-    ``load()``; the ``with`` closes them once the caller has its pixels.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise ScratchNSTError(f"image file not found: {path}")
-    if path.is_dir():
-        raise ScratchNSTError(f"expected an image file but {path} is a directory")
-    try:
-        im = Image.open(path)
-    except UnidentifiedImageError:
-        raise ScratchNSTError(f"{path} is not an image Pillow can read") from None
-    except PermissionError:
-        raise ScratchNSTError(f"cannot read {path}: permission denied") from None
-    except _PIL_READ_ERRORS as e:
-        raise ScratchNSTError(f"cannot read image {path}: {one_line(e)}") from None
-    with im:
-        try:
-            im.load()
-        except _PIL_READ_ERRORS as e:
-            raise ScratchNSTError(f"cannot read image {path}: {one_line(e)}") from None
-        yield im
-
-
 def _check_uint8_image(img, what="image"):
     """Raise unless ``img`` is a ``uint8`` NumPy array shaped ``(H, W, 3)``."""
     if not isinstance(img, np.ndarray):
@@ -90,73 +44,6 @@ def _check_uint8_image(img, what="image"):
         raise ScratchNSTError(f"{what} must be a uint8 array of shape (H, W, 3), got {img.dtype} of shape {img.shape}")
     if img.shape[0] < 1 or img.shape[1] < 1:
         raise ScratchNSTError(f"{what} is empty (shape {img.shape})")
-
-
-def _high_bit_depth_to_uint8(im):
-    """16-bit and 32-bit greyscale (modes ``I;16*``, ``I``, ``F``) to ``uint8`` (H, W).
-
-    ``im.convert("L")`` would clip these to 0..255, which turns almost every
-    16-bit photo white. Instead the full range is mapped linearly onto 0..255:
-
-    * ``I;16``: ``round(v * 255 / 65535)``.
-    * ``I`` (32-bit int; what TIFFs and older Pillow versions give for 16-bit
-      data): treated as 16-bit when every value lies in 0..65535, otherwise the
-      data have no agreed white point and min..max is stretched onto 0..255.
-    * ``F`` (32-bit float): treated as 0..1 when every value lies there (the usual
-      convention for float images), otherwise min..max is stretched.
-    """
-    v = np.asarray(im)
-    if im.mode.startswith("I;16"):
-        lo, hi = 0.0, 65535.0
-    elif im.mode == "F" and not np.isfinite(v).all():
-        raise ValueError("float image contains NaN or infinity")
-    elif im.mode == "I" and v.min() >= 0 and v.max() <= 65535:
-        lo, hi = 0.0, 65535.0
-    elif im.mode == "F" and v.min() >= 0 and v.max() <= 1:
-        lo, hi = 0.0, 1.0
-    else:
-        lo, hi = float(v.min()), float(v.max())
-        hi = hi if hi > lo else lo + 1.0  # a constant image maps to black, not NaN
-    v = (v.astype(np.float64) - lo) * (255.0 / (hi - lo))
-    return np.clip(np.rint(v), 0, 255).astype(np.uint8)
-
-
-def _composite_over_white(rgba):
-    """``uint8`` (H, W, 4) straight-alpha RGBA -> (H, W, 3) RGB on a white page.
-
-    Transparent pixels often store arbitrary colours (black, or leftovers from an
-    editor) that merely dropping the alpha channel would expose. White is the
-    background such images (logos, drawings, scans) are meant to be seen on, and a
-    style transfer of them should look like what the viewer saw.
-    ``out = (rgb * a + 255 * (255 - a)) / 255``, rounded; exact in integers.
-    """
-    rgb = rgba[..., :3].astype(np.uint32)
-    a = rgba[..., 3:].astype(np.uint32)
-    out = (rgb * a + 255 * (255 - a) + 127) // 255  # +127 rounds to nearest
-    return out.astype(np.uint8)
-
-
-def _pil_to_rgb_array(im, path):
-    """Any Pillow image -> ``uint8`` (H, W, 3) RGB array (see :func:`load_image`)."""
-    if im.mode.startswith("I;16") or im.mode in ("I", "F"):
-        try:
-            grey = _high_bit_depth_to_uint8(im)
-        except ValueError as e:
-            raise ScratchNSTError(f"cannot read image {path}: {e}") from None
-        return np.repeat(grey[:, :, None], 3, axis=2)
-    has_alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
-    if has_alpha:
-        # convert("RGBA") resolves palette transparency and tRNS colour keys and
-        # un-premultiplies RGBa/La, leaving one straight-alpha case to composite.
-        return _composite_over_white(np.asarray(im.convert("RGBA")))
-    if im.mode != "RGB":
-        # CMYK uses Pillow's naive formula (ignores an embedded ICC profile);
-        # good enough for style images, which are rarely CMYK anyway.
-        try:
-            im = im.convert("RGB")
-        except ValueError as e:
-            raise ScratchNSTError(f"cannot read image {path}: unsupported mode {im.mode!r} ({one_line(e)})") from None
-    return np.asarray(im)
 
 
 def load_image(path, long_side=None):
@@ -186,12 +73,12 @@ def load_image(path, long_side=None):
         The file is missing, is a directory, is not an image, or is truncated
         or corrupt; the one-line message names the file.
     """
-    with _open_decoded(path) as im:
+    with open_decoded(path) as im:
         try:
             im = ImageOps.exif_transpose(im)
-        except _PIL_READ_ERRORS as e:
+        except READ_ERRORS as e:
             raise ScratchNSTError(f"cannot read image {path}: bad EXIF data ({one_line(e)})") from None
-        img = _pil_to_rgb_array(im, path)
+        img = pil_to_rgb_array(im, path)
     if long_side is not None:
         img = resize_long_side(img, long_side)
     return np.ascontiguousarray(img)
@@ -421,7 +308,7 @@ def read_png_metadata(path):
     ScratchNSTError
         The file is missing, unreadable, or not a PNG.
     """
-    with _open_decoded(path) as im:  # decoding also reaches text chunks after the pixels
+    with open_decoded(path) as im:  # decoding also reaches text chunks after the pixels
         if im.format != "PNG":
             raise ScratchNSTError(f"{path} is a {im.format} file, not a PNG; it has no PNG text chunks")
         return {str(k): str(v) for k, v in im.text.items()}
