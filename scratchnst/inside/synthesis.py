@@ -153,18 +153,9 @@ def maximize_unit(net, layer, unit, *, size=64, steps=80, lr=3.0, where="mean", 
     x = noise_image(net, (H, W), seed=seed)
     history = []
     for t in range(steps):
-        dy, dx = (int(v) for v in rng.integers(-jitter, jitter + 1, size=2)) if jitter else (0, 0)
-        xs = xp.roll(x, (dy, dx), axis=(1, 2))
-        a = net.forward(xs, [target])[target]  # (C, h, w)
-        g = xp.zeros_like(a)
-        h, w = a.shape[1:]
-        if where == "mean":
-            g[unit] = 1.0 / (h * w)
-            history.append(to_float(a[unit].mean()))
-        else:
-            g[unit, h // 2, w // 2] = 1.0
-            history.append(to_float(a[unit, h // 2, w // 2]))
-        d = xp.roll(net.backward({target: g}), (-dy, -dx), axis=(1, 2))  # ascent direction, (3, H, W)
+        shift = tuple(int(v) for v in rng.integers(-jitter, jitter + 1, size=2)) if jitter else (0, 0)
+        value, d = _unit_gradient(net, x, target, unit, where, shift)
+        history.append(value)
         if tv_weight:
             d = d - tv_weight * tv_cost(x)[1]
         scale = xp.abs(d).mean() + 1e-12
@@ -176,6 +167,26 @@ def maximize_unit(net, layer, unit, *, size=64, steps=80, lr=3.0, where="mean", 
         if callback is not None:
             callback(t, x, history[-1])
     return x, history
+
+
+def _unit_gradient(net, x, target, unit, where, shift):
+    """The unit's activation on x rolled by ``shift`` (dy, dx), and its gradient with respect to x.
+
+    Returns ``(value, d)``: a float, and d (3, H, W), the ascent direction, rolled
+    back so that it lines up with the un-jittered x.
+    """
+    xp = net.xp
+    a = net.forward(xp.roll(x, shift, axis=(1, 2)), [target])[target]  # (C, h, w)
+    g = xp.zeros_like(a)  # dvalue/da
+    h, w = a.shape[1:]
+    if where == "mean":
+        g[unit] = 1.0 / (h * w)
+        value = to_float(a[unit].mean())
+    else:
+        g[unit, h // 2, w // 2] = 1.0
+        value = to_float(a[unit, h // 2, w // 2])
+    d = xp.roll(net.backward({target: g}), (-shift[0], -shift[1]), axis=(1, 2))
+    return value, d
 
 
 def unit_activation(net, x, layer, unit, where="mean"):

@@ -293,6 +293,16 @@ def color_transfer_matrix(cov_s, cov_c, mode="chol"):
     raise ScratchNSTError(f"unknown colour matching mode {mode!r}; choose one of {', '.join(MATCH_MODES)}")
 
 
+def _color_statistics(rgb, eps):
+    """Per-pixel deviations (N, 3), mean (3,) and covariance + ``eps I`` (3, 3) of an image's colours, in float64."""
+    xp = array_module(rgb)
+    x = rgb.reshape(-1, 3).astype(xp.float64)  # (N, 3)
+    mu = x.mean(axis=0)  # (3,)
+    d = x - mu
+    cov = d.T @ d / d.shape[0] + eps * xp.eye(3)  # (3, N) x (N, 3) -> (3, 3)
+    return d, mu, cov
+
+
 def match_color_histogram(style, content, mode="chol", eps=1e-5):
     """Recolour ``style`` so its colour mean and covariance are the content's.
 
@@ -341,14 +351,8 @@ def match_color_histogram(style, content, mode="chol", eps=1e-5):
         raise ScratchNSTError(f"unknown colour matching mode {mode!r}; choose one of {', '.join(MATCH_MODES)}")
     if not eps >= 0:
         raise ScratchNSTError(f"eps must be >= 0, got {eps!r}")
-    xp = array_module(style)
-    x_s = style.reshape(-1, 3).astype(xp.float64)  # (N_s, 3)
-    x_c = content.reshape(-1, 3).astype(xp.float64)  # (N_c, 3)
-    mu_s, mu_c = x_s.mean(axis=0), x_c.mean(axis=0)  # (3,)
-    d_s, d_c = x_s - mu_s, x_c - mu_c
-    ridge = eps * xp.eye(3)
-    cov_s = d_s.T @ d_s / d_s.shape[0] + ridge  # (3, N_s) x (N_s, 3) -> (3, 3)
-    cov_c = d_c.T @ d_c / d_c.shape[0] + ridge
+    d_s, mu_s, cov_s = _color_statistics(style, eps)
+    _, mu_c, cov_c = _color_statistics(content, eps)
     try:
         A = color_transfer_matrix(cov_s, cov_c, mode)
     except np.linalg.LinAlgError:

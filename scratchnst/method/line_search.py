@@ -72,26 +72,39 @@ def strong_wolfe(phi, f0, gtd0, t, c1=1e-4, c2=0.9, max_evals=25):
     curvature condition guarantees s'y > 0 for the new pair, and accepting
     long steps lets the first iteration find the problem's scale.
     """
+    lo, hi, n, ok = _bracket(phi, f0, gtd0, t, c1, c2, max_evals)
+    if hi is None:  # accepted while bracketing (ok), or the evaluations ran out
+        return lo, n, ok
+    return _zoom(phi, f0, gtd0, lo, hi, c1, c2, max_evals, n)
+
+
+def _bracket(phi, f0, gtd0, t, c1, c2, max_evals):
+    """Algorithm 3.5: grow t until an interval must hold an acceptable step.
+
+    Returns ``(lo, hi, n_evals, ok)``: an interval [lo, hi] for :func:`_zoom` (``lo``
+    has the lower loss, ``ok`` False); or ``hi`` None and ``lo`` the answer, either a
+    trial that satisfies both conditions (``ok`` True) or, when the evaluations ran
+    out while the loss was still decreasing, the last trial (``ok`` False).
+    """
     prev = _Point(0.0, f0, None, gtd0)
     n = 0
-    lo = hi = None
     while n < max_evals:
         f, g, gtd = phi(t)
         n += 1
         cur = _Point(t, f, g, gtd)
         if not math.isfinite(f) or f > f0 + c1 * t * gtd0 or (n > 1 and f >= prev.f):
-            lo, hi = prev, cur
-            break
+            return prev, cur, n, False
         if abs(gtd) <= -c2 * gtd0:
-            return cur, n, True
+            return cur, None, n, True
         if gtd >= 0:
-            lo, hi = cur, prev
-            break
+            return cur, prev, n, False
         t_next = _cubic_min(prev.t, prev.f, prev.gtd, t, f, gtd, t + 0.01 * (t - prev.t), 10 * t)
         prev, t = cur, t_next
-    else:
-        return prev, n, False  # still extrapolating: the last point decreased the loss
+    return prev, None, n, False  # still extrapolating: the last point decreased the loss
 
+
+def _zoom(phi, f0, gtd0, lo, hi, c1, c2, max_evals, n):
+    """Algorithm 3.6: shrink [lo, hi] around an acceptable step; returns ``(point, n_evals, ok)``."""
     while n < max_evals:
         a, b = sorted((lo.t, hi.t))
         width = b - a
