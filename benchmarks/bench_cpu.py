@@ -53,21 +53,9 @@ def conv_flops(size, depth="relu5_1"):
     (2 FLOPs each). The backward pass to the input is a convolution of the same
     size (the transposed kernel), so an iteration costs twice the forward.
     """
-    from scratchnst.files.weights import CONV_LAYERS
-    from scratchnst.network.vgg import LAYERS
+    from scratchnst.transfer import estimate
 
-    # channel widths of VGG19: 64, 64 | 128, 128 | 256 x4 | 512 x4 | 512 x4
-    widths = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
-    last = LAYERS.index(depth)
-    macs, C, h, w = 0, 3, size, size
-    for name in LAYERS[: last + 1]:
-        if name in CONV_LAYERS:
-            O = widths[int(name[4])]
-            macs += O * C * 9 * h * w
-            C = O
-        elif name.startswith("pool"):
-            h, w = h // 2, w // 2
-    return 2 * 2 * macs
+    return 2 * estimate.conv_flops(size, size, depth)  # forward, and the input gradient of the same size
 
 
 # ---------------------------------------------------------------- environment
@@ -114,7 +102,7 @@ def images(size, seed=0):
 
 
 def numpy_iteration(size, conv):
-    """``step() -> (loss, grad)`` for scratchnst on NumPy (the loss of :mod:`scratchnst.objective`)."""
+    """``step() -> (loss, grad)`` for scratchnst on NumPy (the loss of :mod:`scratchnst.method.objective`)."""
     import scratchnst
     from scratchnst.method.objective import Objective
 
@@ -133,7 +121,7 @@ def torch_iteration(size, threads=None, device="cpu"):
 
     from scratchnst.files.weights import load_weights
     from scratchnst.method.presets import get_preset
-    from scratchnst.network.vgg import LAYERS
+    from scratchnst.network.architecture import LAYERS
 
     if threads:
         torch.set_num_threads(threads)
@@ -161,7 +149,7 @@ def torch_iteration(size, threads=None, device="cpu"):
                 acts[name] = h[0]
         return acts
 
-    # Targets and constants exactly as scratchnst.objective.Objective builds them
+    # Targets and constants exactly as scratchnst.method.objective.Objective builds them
     # (preset "gatys", one style image of the content's size).
     preset = get_preset("gatys")
     content, style, x0 = (torch.from_numpy(a)[None].to(device) for a in images(size))

@@ -37,7 +37,7 @@ CONV_ALGORITHMS = {
     "winograd2": (winograd.conv2d_forward_f2, winograd.conv2d_backward_input_f2),  # F(2x2, 3x3)
 }
 REFERENCE_CONV = "im2col"
-DEFAULT_CONV = "winograd"  # the fastest that passes the tests; see benchmarks/README.md
+DEFAULT_CONV = "winograd"  # the fastest that passes the tests (benchmarks/README.md, "Winograd: F(4x4) or F(2x2)")
 
 
 class Step(NamedTuple):

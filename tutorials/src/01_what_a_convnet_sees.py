@@ -25,10 +25,13 @@
 # **What you need**: Python, NumPy and matplotlib; no deep-learning framework (VGG19 and
 # its backward pass are written in NumPy, tutorials 02–04). Open these beside the notebook:
 #
-# * `scratchnst/vgg.py` — `load_vgg19`, `VGG19.forward`, `VGG19.backward`, `LAYERS`;
-# * `scratchnst/visualize.py` — `receptive_fields`, `receptive_field_box`, `top_channels`,
-#   `feature_grid_figure`, `top_patches`, `patches_figure`, `units_figure`, `reconstructions_figure`;
-# * `scratchnst/synthesis.py` — `maximize_unit`, `reconstruct`.
+# * `scratchnst/network/vgg.py` — `VGG19.forward`, `VGG19.backward`;
+# * `scratchnst/network/architecture.py` — `LAYERS`; `scratchnst/files/weights.py` — `load_vgg19`;
+# * `scratchnst/inside/receptive_fields.py` — `receptive_fields`, `receptive_field_box`;
+# * `scratchnst/inside/patches.py` — `top_channels`, `top_patches`;
+# * `scratchnst/inside/figures.py` — `feature_grid_figure`, `patches_figure`, `units_figure`,
+#   `reconstructions_figure`;
+# * `scratchnst/inside/synthesis.py` — `maximize_unit`, `reconstruct`.
 #
 # The first code cell picks sizes: `SCRATCHNST_TUTORIAL_SIZE=small` (CI) runs in under a
 # minute with tiny images and a few steps; `full` (the default) takes several minutes on a CPU.
@@ -62,7 +65,7 @@ plt.rcParams.update({"font.size": 11, "axes.titlesize": 11, "figure.dpi": 100})
 
 
 def show(fig):
-    """Display a figure from scratchnst.visualize (a plain matplotlib Figure, not a pyplot one) as a PNG."""
+    """Display a figure from scratchnst.inside.figures (a plain matplotlib Figure, not a pyplot one) as a PNG."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     display(Image(buf.getvalue()))
@@ -88,7 +91,7 @@ print(f"size={SIZE}; {len(paths)} images: {', '.join(p.stem for p in paths)}")
 #
 # A $3\times3$ convolution adds $2j$ to $r$; a $2\times2$ pool adds $j$ and doubles $j$.
 # So in block 1 ($j = 1$) each convolution adds 2 pixels, in block 5 ($j = 16$) each adds 32:
-# the field grows slowly at first and then fast. `scratchnst.visualize.receptive_fields`
+# the field grows slowly at first and then fast. `scratchnst.inside.receptive_fields.receptive_fields`
 # does exactly this walk; the table below uses it, with shapes for a $224\times224$ input
 # (the size VGG19 was trained at) and the parameter count $9 C_\text{in} C_\text{out} + C_\text{out}$
 # of each convolution.
@@ -126,7 +129,7 @@ display(Markdown("\n".join(rows)))
 # ## 2. Feature maps, block by block
 #
 # `net.forward(x, layers)` returns each requested layer's activations as a $(C, h, w)$ array
-# (`scratchnst/vgg.py`). Below, for the astronaut photo, the most active channels (largest
+# (`scratchnst/network/vgg.py`). Below, for the astronaut photo, the most active channels (largest
 # mean, `top_channels`) of the first layer of each block, each map scaled to its own range
 # (`feature_grid_figure`): dark is zero, bright is that map's maximum.
 
@@ -203,7 +206,7 @@ print(f"{len(PATCH_UNITS)} units over {len(paths)} images in {time.perf_counter(
 # $\bar a_u(x) = \frac{1}{hw}\sum_{i,j} a_{u,ij}(x)$. The gradient $\partial \bar a_u / \partial x$
 # is one backward pass with $\frac{1}{hw}$ at every position of channel $u$ and zero elsewhere.
 # Plain ascent finds high-frequency patterns no photo contains, so `maximize_unit`
-# (`scratchnst/synthesis.py`) regularises it as Yosinski et al. (2015) did:
+# (`scratchnst/inside/synthesis.py`) regularises it as Yosinski et al. (2015) did:
 #
 # * **jitter**: shift the image by a few random pixels before each step, so the pattern cannot
 #   depend on exact alignment;
@@ -253,7 +256,7 @@ print(f"{sum(map(len, MAX_UNITS.values()))} units in {time.perf_counter() - t0:.
 # ## 5. What a layer keeps: reconstructions from one layer (Gatys et al., Figure 1)
 #
 # Two more optimisations from noise, now towards a real image $p$, each matching only one layer $l$
-# (`scratchnst.synthesis.reconstruct`, minimised with L-BFGS):
+# (`scratchnst.inside.synthesis.reconstruct`, minimised with L-BFGS):
 #
 # * **content reconstruction**: find $x$ with the same activations as $p$,
 #   $\;\min_x \frac{1}{N_l M_l}\sum_{i,j} \big(F^l_{ij}(x) - F^l_{ij}(p)\big)^2$;
@@ -297,7 +300,7 @@ print(f"10 reconstructions in {time.perf_counter() - t0:.0f} s")
 #
 # * VGG19 is five blocks of $3\times3$ convolutions and ReLUs separated by $2\times2$ pools;
 #   receptive fields grow as $r' = r + (k-1)j$, from 3 px at `relu1_1` to 156 px at `relu5_1`
-#   (`scratchnst.visualize.receptive_fields`).
+#   (`scratchnst.inside.receptive_fields.receptive_fields`).
 # * What the units respond to, in the figures above: block 1 to **colours and light-dark
 #   contrast** in $3\times3$ windows; block 2 to **edges and fine stripes**; block 3 to **oriented
 #   strokes, corners and small repeated patterns**; block 4 to **textures made of parts**

@@ -15,7 +15,7 @@
 # * run a tiny convolution with numbers small enough to check in your head, and
 #   see how `im2col` turns it into one matrix product;
 # * verify every backward pass against central finite differences in float64 with
-#   `scratchnst.gradcheck`, and watch the checker catch two deliberately wrong
+#   `scratchnst.network.gradcheck`, and watch the checker catch two deliberately wrong
 #   gradients;
 # * check the gradient of the whole VGG19 with one directional derivative.
 #
@@ -25,8 +25,8 @@
 # gradient from a wrong one with a single number, the relative error.
 #
 # **What you need**: NumPy, the chain rule, and the package open beside you:
-# [`scratchnst/layers.py`](../scratchnst/layers.py) (the ops) and
-# [`scratchnst/gradcheck.py`](../scratchnst/gradcheck.py) (the checker). About a
+# [`scratchnst/network/layers.py`](../scratchnst/network/layers.py) (the ops) and
+# [`scratchnst/network/gradcheck.py`](../scratchnst/network/gradcheck.py) (the checker). About a
 # minute of CPU time.
 
 # %%
@@ -51,7 +51,7 @@ print("size:", SIZE)
 # %% [markdown]
 # ## 1. Conventions
 #
-# Every op in `scratchnst.layers` is a pair of free functions, as in the cs231n
+# Every op in `scratchnst.network.layers` is a pair of free functions, as in the cs231n
 # assignments:
 #
 # ```python
@@ -117,8 +117,8 @@ print("out[0] =\n", out[0])
 #   \qquad \mathrm{out} = \underbrace{w}_{O \times C k_h k_w}\;
 #   \underbrace{\mathrm{cols}}_{C k_h k_w \times H_o W_o} + b.$$
 #
-# `scratchnst.layers.conv2d_forward` does exactly this; the copying is the internal
-# helper `scratchnst.layers._im2col`, a loop over the $k_h k_w = 9$ kernel offsets in
+# `scratchnst.network.layers.conv2d_forward` does exactly this; the copying is the internal
+# helper `scratchnst.network.layers._im2col`, a loop over the $k_h k_w = 9$ kernel offsets in
 # which each step copies one shifted slice of the whole image. Below, each column of
 # the right panel is one $3\times 3$ window of the padded image, read row by row; the
 # outlined column is the window outlined on the left.
@@ -185,9 +185,9 @@ plt.show()
 #   \quad\Longleftrightarrow\quad dw = dout\; \mathrm{cols}^\top, \qquad
 #   \frac{\partial L}{\partial b[o]} = \sum_{i,j} dout[o, i, j].$$
 #
-# These are `scratchnst.layers.conv2d_backward_input` and
-# `scratchnst.layers.conv2d_backward_weights` (both at once:
-# `scratchnst.layers.conv2d_backward`). Style transfer only ever needs the first:
+# These are `scratchnst.network.layers.conv2d_backward_input` and
+# `scratchnst.network.layers.conv2d_backward_weights` (both at once:
+# `scratchnst.network.layers.conv2d_backward`). Style transfer only ever needs the first:
 # the network's weights stay fixed and only the image moves.
 #
 # In the worked example, put $dout = 1$ at the single output pixel $(1, 2)$ and zero
@@ -219,12 +219,12 @@ print("dw[0, 0] = the window of x_pad around pixel (1, 2) =\n", dw[0, 0], "\ndb 
 # Choosing $L = \sum dout \cdot f(x)$ with a *random* `dout` makes the estimate
 # exactly what `op_backward(dout, cache)` returns.
 #
-# * `scratchnst.gradcheck.numerical_vjp(f, x, dout)` computes that estimate (two
+# * `scratchnst.network.gradcheck.numerical_vjp(f, x, dout)` computes that estimate (two
 #   evaluations of $f$ per entry of $x$, so only for small arrays);
-# * `scratchnst.gradcheck.rel_error(a, b)` reports
+# * `scratchnst.network.gradcheck.rel_error(a, b)` reports
 #   $\max|a - b| \,/\, \max(\max|a|, \max|b|)$, an error relative to the size of the
 #   gradient;
-# * `scratchnst.gradcheck.check_vjp(f, x, dout, dx)` does both.
+# * `scratchnst.network.gradcheck.check_vjp(f, x, dout, dx)` does both.
 #
 # As a rule of thumb in float64: below $10^{-8}$ the gradient is right; around
 # $10^{-2}$ or more it is wrong; in between, look for kinks (next sections).
@@ -286,10 +286,10 @@ print(f"NO flip (wrong) vs finite differences:   rel error {gradcheck.check_vjp(
 # $$\frac{\partial L}{\partial x} = dout \odot [x > 0].$$
 #
 # The gradient passes where the unit was active and is blocked where it was not. At
-# $x = 0$ the function has a kink and no derivative; `scratchnst.layers.relu_backward`
+# $x = 0$ the function has a kink and no derivative; `scratchnst.network.layers.relu_backward`
 # takes it to be 0, as PyTorch does. Because $\mathrm{out} > 0$ exactly where
 # $x > 0$, the forward output is all the cache the backward needs
-# (`scratchnst.layers.relu_forward` returns it as the cache).
+# (`scratchnst.network.layers.relu_forward` returns it as the cache).
 #
 # A finite difference straddling the kink would be wrong by up to 50%, so the check
 # draws inputs at least $0.1 \gg h$ away from 0.
@@ -321,9 +321,9 @@ print(f"relu dx: relative error {err:.1e};  fraction of gradient blocked: {np.me
 # $$\frac{\partial L}{\partial x[c, si+u, sj+v]} = dout[c, i, j]\,\big[(u, v) = k^\ast(c, i, j)\big].$$
 #
 # **Ties**: when two entries share the maximum, max is not differentiable there.
-# `scratchnst.layers.max_pool_forward` stores `argmax` of each window, which returns
+# `scratchnst.network.layers.max_pool_forward` stores `argmax` of each window, which returns
 # the *first* maximum in row-major order $(0,0), (0,1), (1,0), (1,1)$, and
-# `scratchnst.layers.max_pool_backward` routes the gradient there, as PyTorch does.
+# `scratchnst.network.layers.max_pool_backward` routes the gradient there, as PyTorch does.
 #
 # A worked example on a $5 \times 5$ input: the bottom-left window holds a tie (two
 # 9s), and the last row and column are dropped by the floor.
@@ -374,8 +374,8 @@ print(f"max pool {x.shape} -> {out.shape}: dx relative error {err:.1e}")
 #   \quad\Longrightarrow\quad
 #   \frac{\partial L}{\partial x[c, si+u, sj+v]} = \frac{dout[c, i, j]}{s^2}$$
 #
-# spreads the gradient evenly over the window (`scratchnst.layers.avg_pool_forward`,
-# `scratchnst.layers.avg_pool_backward`); floored rows and columns get zero again.
+# spreads the gradient evenly over the window (`scratchnst.network.layers.avg_pool_forward`,
+# `scratchnst.network.layers.avg_pool_backward`); floored rows and columns get zero again.
 # Average pooling is linear, so it has no kinks and the check needs no care. Forgetting
 # the $1/s^2$ is the second deliberate mistake: it makes the gradient 4 times too
 # large, and the relative error, $|4g - g| / |4g| = 0.75$, says so.
@@ -393,12 +393,13 @@ print(f"avg pool without 1/s^2 (wrong): relative error {gradcheck.check_vjp(f, x
 # %% [markdown]
 # ## 9. The whole of VGG19: one directional derivative
 #
-# `scratchnst.VGG19.forward` (in `scratchnst/vgg.py`) chains these ops: 16
+# `scratchnst.VGG19.forward` (in `scratchnst/network/vgg.py`) chains these ops: 16
 # convolutions, each followed by a ReLU, and 5 pools. `backward` walks their caches
 # in reverse, calling each op's backward. By default the network runs the faster
-# versions in `scratchnst.fastconv` (the same im2col product done a band of rows at a
-# time, and the input gradient computed as the flipped-kernel convolution of
-# section 4), each tested against `scratchnst.layers`;
+# versions in `scratchnst.network.fast` (Winograd's convolution, which needs fewer
+# multiplications, and the same im2col product done a band of rows at a time, with
+# the input gradient computed as the flipped-kernel convolution of section 4), each
+# tested against `scratchnst.network.layers`;
 # `scratchnst.load_vgg19(conv="im2col")` runs exactly the functions of this notebook.
 # We check both.
 #
@@ -412,7 +413,7 @@ print(f"avg pool without 1/s^2 (wrong): relative error {gradcheck.check_vjp(f, x
 # One scalar finite difference, two forward passes. If the backward of any layer were
 # wrong, the two sides would differ (a wrong gradient that happened to be orthogonal
 # to a random $v$ is a probability-zero accident).
-# `scratchnst.gradcheck.check_directional(loss, x, grad)` draws $v$ and returns the
+# `scratchnst.network.gradcheck.check_directional(loss, x, grad)` draws $v$ and returns the
 # relative error with both numbers.
 #
 # The loss is a random linear function of activations at several depths,
@@ -530,7 +531,7 @@ print(f"ReLU mask dropped at relu1_1: <grad, v> = {analytic:.6e}, finite differe
 # ## Exercises
 #
 # 1. Write a naive convolution with four nested loops over $(o, i, j)$ and the
-#    window, and compare it with `scratchnst.layers.conv2d_forward` on random inputs.
+#    window, and compare it with `scratchnst.network.layers.conv2d_forward` on random inputs.
 #    How much slower is it on a $64\times 64\times 64$ input?
 # 2. Add a `stride` to the convolution. How do the output size and the backward
 #    formula change? (Hint: $dout$ gets zeros inserted between its entries.)

@@ -13,7 +13,7 @@
 #
 # * write the content cost of Gatys et al. (2016, eq. 1) and the variant used in the
 #   Deep Learning Specialization, and derive their gradients;
-# * check `scratchnst.losses.content_cost` against finite differences, alone and
+# * check `scratchnst.method.costs.content_cost` against finite differences, alone and
 #   through the whole network;
 # * reconstruct a photo from noise at `relu1_1`, `relu2_1`, `relu3_1`, `relu4_2` and
 #   `relu5_1` with L-BFGS, and compare the results side by side.
@@ -25,9 +25,10 @@
 # the layout.
 #
 # **What you need**: tutorial 02 (the backward passes of the layers), and open beside
-# you [`scratchnst/losses.py`](../scratchnst/losses.py) (`content_cost`, `PRESETS`),
-# [`scratchnst/vgg.py`](../scratchnst/vgg.py) (`forward`, `backward`) and
-# [`scratchnst/optim.py`](../scratchnst/optim.py) (`minimize`). A few minutes of CPU at
+# you [`scratchnst/method/costs.py`](../scratchnst/method/costs.py) (`content_cost`),
+# [`scratchnst/method/presets.py`](../scratchnst/method/presets.py) (`PRESETS`),
+# [`scratchnst/network/vgg.py`](../scratchnst/network/vgg.py) (`forward`, `backward`) and
+# [`scratchnst/method/optimize.py`](../scratchnst/method/optimize.py) (`minimize`). A few minutes of CPU at
 # full size; under a minute with `SCRATCHNST_TUTORIAL_SIZE=small`.
 
 # %%
@@ -81,8 +82,8 @@ print(f"size: {SIZE}  (photo {SIDE} px, {ITERS} L-BFGS iterations per layer)")
 # layer, and eq. 2 is really the gradient with respect to the ReLU's *input* (the
 # convolution's output): where the ReLU was closed, a small change of its input does
 # not move $F$, so the gradient there is zero. In scratchnst the cost's gradient and the
-# mask live in different functions: `scratchnst.losses.content_cost` returns
-# $F - P$, and `scratchnst.layers.relu_backward` (called by `net.backward`) multiplies
+# mask live in different functions: `scratchnst.method.costs.content_cost` returns
+# $F - P$, and `scratchnst.network.layers.relu_backward` (called by `net.backward`) multiplies
 # by $[F > 0]$ on the way down.
 #
 # **The course variant.** The Deep Learning Specialization (course 4, week 4) writes,
@@ -96,7 +97,7 @@ print(f"size: {SIZE}  (photo {SIDE} px, {ITERS} L-BFGS iterations per layer)")
 #
 # Both are $k \sum (a - p)^2$ with gradient $2k(a - p)$, for $k = \tfrac12$ (Gatys) or
 # $k = 1/(4 N_l M_l)$ (course, since $n_C = N_l$ and $n_H n_W = M_l$). That is the
-# signature of `scratchnst.losses.content_cost(a, p, k)`, and `scratchnst.losses.PRESETS`
+# signature of `scratchnst.method.costs.content_cost(a, p, k)`, and `scratchnst.method.presets.PRESETS`
 # stores each source's $k$ as a function of $(N_l, M_l)$. The constant does not move
 # the minimum; it matters only when the content cost is *added* to a style cost (it
 # sets the balance between them, together with $\alpha$ and $\beta$) and for the scale
@@ -126,7 +127,7 @@ for name in ("gatys", "course"):
 # ## 2. Checking the gradient
 #
 # First the cost on its own, in float64 with random activations (not zeros: a wrong
-# gradient can hide behind zeros). `scratchnst.gradcheck.numerical_grad` perturbs one
+# gradient can hide behind zeros). `scratchnst.network.gradcheck.numerical_grad` perturbs one
 # entry at a time with central differences; tutorial 02 explains the method. The last
 # line is a deliberately wrong gradient that forgets the 2 from differentiating the
 # square.
@@ -153,7 +154,7 @@ print(f"wrong   relative error {gradcheck.rel_error(wrong, num):.2f}  <- caught"
 # dx = net.backward({layer: da})     # (3, H, W)
 # ```
 #
-# We check it with one directional derivative (`scratchnst.gradcheck.check_directional`),
+# We check it with one directional derivative (`scratchnst.network.gradcheck.check_directional`),
 # in float64, and confirm that the ReLU's backward applies exactly Gatys' mask: the
 # gradient reaching the output of `conv4_2` equals $F - P$ where $F > 0$ and $0$
 # elsewhere.
@@ -197,7 +198,7 @@ print(f"relu_backward(F - P) vs Gatys eq. 2: max difference {np.abs(d_conv - gat
 # its gradient. Here we use $k = 1/(N_l M_l)$, the mean squared difference, so that the
 # numbers are comparable between layers of very different sizes (the constant, again,
 # does not change the minimiser). The same loop is packaged as
-# `scratchnst.synthesis.reconstruct`; and `scratchnst.Objective` with `beta=0` gives
+# `scratchnst.inside.synthesis.reconstruct`; and `scratchnst.Objective` with `beta=0` gives
 # the same loss with Gatys' constant inside a full style transfer objective.
 
 # %%
@@ -288,10 +289,10 @@ plt.show()
 #
 # * The content cost compares activations directly:
 #   $\mathcal L = k\sum_{ij}(F_{ij} - P_{ij})^2$ with $k = \tfrac12$ (Gatys) or
-#   $k = 1/(4 n_H n_W n_C)$ (the course); `scratchnst.losses.content_cost` returns it
+#   $k = 1/(4 n_H n_W n_C)$ (the course); `scratchnst.method.costs.content_cost` returns it
 #   and $2k(F - P)$.
 # * Gatys' "$F_{ij} > 0$" condition is the ReLU's backward pass
-#   (`scratchnst.layers.relu_backward`); the gradient with respect to the pixels is
+#   (`scratchnst.network.layers.relu_backward`); the gradient with respect to the pixels is
 #   `net.backward({layer: dF})`.
 # * Finite differences confirm both, alone (entry by entry) and through VGG19 (one
 #   directional derivative).
@@ -309,7 +310,7 @@ plt.show()
 # 3. Replace L-BFGS by Adam (`method="adam", lr=...`, in input units: pixel values for
 #    these weights) and compare the loss curves for `relu4_2` at the same number of
 #    evaluations.
-# 4. Add a small total-variation term (`scratchnst.losses.tv_cost`) to the `relu5_1`
+# 4. Add a small total-variation term (`scratchnst.method.costs.tv_cost`) to the `relu5_1`
 #    reconstruction. What does it do to the high-frequency noise the deep layers leave?
 # 5. Use two content layers at once, `relu2_1` and `relu4_2`, by passing both gradients
 #    to one `net.backward` call. How does the balance between their constants show in

@@ -16,10 +16,10 @@
 #   the positions of $F$ leaves $G$ unchanged;
 # * derive the gradient of the per-layer style cost (Gatys et al. 2016, eq. 4–6), see
 #   how the ReLU's backward applies the "$F_{ij} > 0$" condition, and check
-#   `scratchnst.losses.gram_backward` and `scratchnst.losses.style_layer_cost` against
+#   `scratchnst.method.costs.gram_backward` and `scratchnst.method.costs.style_layer_cost` against
 #   finite differences;
 # * sum the cost over layers, compare the constants different sources use
-#   (`scratchnst.losses.PRESETS`, `scratchnst.explain`), and synthesise textures from
+#   (`scratchnst.method.presets.PRESETS`, `scratchnst.explain`), and synthesise textures from
 #   `relu1_1` alone up to `relu1_1` … `relu5_1`.
 #
 # **What you will learn**: why a Gram matrix describes texture but not layout; why its
@@ -27,9 +27,10 @@
 # structures.
 #
 # **What you need**: tutorials 02 and 03, and open beside you
-# [`scratchnst/losses.py`](../scratchnst/losses.py) (`gram`, `gram_backward`,
-# `style_layer_cost`, `style_cost`, `PRESETS`, `explain`) and
-# [`scratchnst/vgg.py`](../scratchnst/vgg.py). A few minutes of CPU at full size;
+# [`scratchnst/method/costs.py`](../scratchnst/method/costs.py) (`gram`, `gram_backward`,
+# `style_layer_cost`, `style_cost`),
+# [`scratchnst/method/presets.py`](../scratchnst/method/presets.py) (`PRESETS`, `explain`) and
+# [`scratchnst/network/vgg.py`](../scratchnst/network/vgg.py). A few minutes of CPU at full size;
 # under a minute with `SCRATCHNST_TUTORIAL_SIZE=small`.
 
 # %%
@@ -70,7 +71,7 @@ print(f"size: {SIZE}  (style image {SIDE} px, {ITERS} L-BFGS iterations per text
 # (uncentred) correlation between two features, summed over the whole image. The
 # diagonal $G_{ii} = \sum_k F_{ik}^2$ is how much feature $i$ occurs at all. The matrix
 # is symmetric, and its size depends on the number of channels only, not on the image
-# size. `scratchnst.losses.gram(F)` is one line, `F @ F.T`.
+# size. `scratchnst.method.costs.gram(F)` is one line, `F @ F.T`.
 
 # %%
 net = scratchnst.load_vgg19()  # float32
@@ -155,7 +156,7 @@ plt.show()
 #   = \sum_j dG_{pj} F_{jq} + \sum_i dG_{ip} F_{iq}
 #   = \big((dG + dG^\top) F\big)_{pq}.$$
 #
-# That is `scratchnst.losses.gram_backward(dG, F)`. Here $dG$ is symmetric, so it is
+# That is `scratchnst.method.costs.gram_backward(dG, F)`. Here $dG$ is symmetric, so it is
 # $2\,dG\,F$, and together:
 #
 # $$\frac{\partial E_l}{\partial F^l} = \frac{1}{N_l^2 M_l^2}\big(G^l - A^l\big) F^l
@@ -164,8 +165,8 @@ plt.show()
 # which is Gatys' eq. 6 (the two forms agree because $G - A$ is symmetric). As for the
 # content cost, Gatys adds "if $F^l_{ij} > 0$, else 0": the gradient with respect to the
 # input of the ReLU that produced $F$. In scratchnst,
-# `scratchnst.losses.style_layer_cost(a, A, k)` returns $E_l$ (with $k = 1/(4N_l^2M_l^2)$,
-# times a layer weight) and $\partial E_l/\partial F$, and `scratchnst.layers.relu_backward`,
+# `scratchnst.method.costs.style_layer_cost(a, A, k)` returns $E_l$ (with $k = 1/(4N_l^2M_l^2)$,
+# times a layer weight) and $\partial E_l/\partial F$, and `scratchnst.network.layers.relu_backward`,
 # inside `net.backward`, applies the mask.
 #
 # ### Checking it
@@ -220,12 +221,12 @@ print(f"relu_backward(dE/dF) vs Gatys eq. 6: relative error {gradcheck.rel_error
 # Each $E_l$ depends only on its own layer's activations, so the gradient is a dict of
 # per-layer gradients, and one backward pass handles all of them at once: `net.backward`
 # adds each layer's gradient as it walks past that layer (the chain rule is linear in the
-# upstream gradients). `scratchnst.losses.style_cost(acts, targets, ks)` computes the sum
+# upstream gradients). `scratchnst.method.costs.style_cost(acts, targets, ks)` computes the sum
 # and the dict; `scratchnst.Objective` adds the content cost of tutorial 03:
 # $\mathcal L = \alpha\,\mathcal L_{\text{content}} + \beta\,\mathcal L_{\text{style}}$.
 #
 # Where published implementations differ is the constant in front of each layer's
-# $\sum (G - A)^2$. `scratchnst.losses.PRESETS` holds four of them, and
+# $\sum (G - A)^2$. `scratchnst.method.presets.PRESETS` holds four of them, and
 # `scratchnst.explain(preset, layer_shapes)` prints the constant each one effectively
 # applies, $K_l = \beta\, w_l\, k_l$, for our image's layer shapes:
 
@@ -358,7 +359,7 @@ plt.show()
 #   $\partial/\partial F = (dG + dG^\top)F$ through the Gram; the "$F > 0$" condition is
 #   the ReLU's backward pass.
 # * The style loss is a weighted sum over layers; one `net.backward` call takes every
-#   layer's gradient at once. Sources differ in the constants (`scratchnst.losses.PRESETS`,
+#   layer's gradient at once. Sources differ in the constants (`scratchnst.method.presets.PRESETS`,
 #   `scratchnst.explain`).
 # * Textures synthesised from more layers have larger structures; none of them keeps the
 #   painting's layout.
@@ -367,7 +368,7 @@ plt.show()
 #
 # 1. Subtract the mean of each channel before the Gram (a covariance instead of an
 #    uncentred correlation). Derive the new gradient and check it with
-#    `scratchnst.gradcheck.numerical_grad`. Does the texture change?
+#    `scratchnst.network.gradcheck.numerical_grad`. Does the texture change?
 # 2. Synthesise a texture twice the size of the style image. What must happen to the target
 #    Grams $A^l$ so that the cost still compares like with like? (Compare with how
 #    `scratchnst.Objective` builds its targets.)

@@ -23,11 +23,14 @@
 # **What you need**: tutorials 03 and 04 (the costs and their gradients), NumPy,
 # matplotlib. Open these beside the notebook:
 #
-# * `scratchnst/objective.py` — `Objective` (the loss and its gradient);
-# * `scratchnst/losses.py` — `content_cost`, `style_layer_cost`, `gram`, `tv_cost`, `PRESETS`;
-# * `scratchnst/optim.py` — `Adam`, `AdamLoop`, `strong_wolfe`, `LBFGS`, `minimize`;
-# * `scratchnst/transfer.py` — `Settings`, `stylize`, `initial_image`, `scale_sizes`;
-# * `scratchnst/color.py` — colour preservation.
+# * `scratchnst/method/objective.py` — `Objective` (the loss and its gradient);
+# * `scratchnst/method/costs.py` — `content_cost`, `style_layer_cost`, `gram`, `tv_cost`;
+#   `scratchnst/method/presets.py` — `PRESETS`;
+# * `scratchnst/method/adam.py` — `Adam`, `AdamLoop`; `scratchnst/method/line_search.py` — `strong_wolfe`;
+#   `scratchnst/method/lbfgs.py` — `LBFGS`; `scratchnst/method/optimize.py` — `minimize`;
+# * `scratchnst/transfer/settings.py` — `Settings`; `scratchnst/transfer/loop.py` — `stylize`;
+#   `scratchnst/transfer/levels.py` — `initial_image`, `scale_sizes`, `upsample`;
+# * `scratchnst/method/color.py` — colour preservation.
 #
 # Everything runs on the CPU. The first cell picks the image size and iteration
 # counts: `SCRATCHNST_TUTORIAL_SIZE=small` (what CI uses) runs in well under a minute
@@ -96,15 +99,15 @@ print(f"size={SIZE}: {PX} px, {ITERS_LONG} iterations for the optimiser comparis
 # pass computes, and because they are **linear in $v$** we never need one backward pass
 # per layer: we hand the backward pass every layer's $\partial J / \partial F^l$ at once,
 # and it adds each one in as it walks down past that layer (`VGG19.backward` in
-# `scratchnst/vgg.py`). One evaluation of $J$ and $\nabla J$ is therefore **one forward
+# `scratchnst/network/vgg.py`). One evaluation of $J$ and $\nabla J$ is therefore **one forward
 # pass to `relu5_1` and one backward pass**, whatever the number of layers.
 #
-# That is all `scratchnst.objective.Objective` does: its constructor computes the
+# That is all `scratchnst.method.objective.Objective` does: its constructor computes the
 # targets $P^c$ and $A^l$ once; `Objective.value_and_grad(x)` (method `_evaluate`) runs
 # the forward pass, calls `content_cost` and `style_layer_cost` from
-# `scratchnst/losses.py` for each layer, scales them by $\alpha$ and $\beta$, and runs
+# `scratchnst/method/costs.py` for each layer, scales them by $\alpha$ and $\beta$, and runs
 # the one backward pass. The constants ($\frac12$, $\frac{1}{4N^2M^2}$, $w_l$) are those of
-# the `gatys` preset; `scratchnst.losses.PRESETS` lists the others that published
+# the `gatys` preset; `scratchnst.method.presets.PRESETS` lists the others that published
 # code uses.
 
 # %%
@@ -128,13 +131,13 @@ for name, J in obj.terms["layers"]["style"].items():
 # the layers (their activations differ in scale by orders of magnitude with these weights),
 # so in practice the optimiser mostly matches the deepest layers' Grams. That is a property
 # of the normalisation, not of the image, and one reason published implementations differ
-# (`scratchnst.losses.explain` prints the constant each preset puts on each layer).
+# (`scratchnst.method.presets.explain` prints the constant each preset puts on each layer).
 #
 # **Check the gradient before trusting it.** A directional finite difference costs two
 # extra loss evaluations: along a random direction $v$,
 # $\frac{J(x + hv) - J(x - hv)}{2h} \approx \langle \nabla J(x), v\rangle$.
 # In float32 the difference of two numbers of size $10^{13}$ is mostly rounding, so we
-# check in float64 on a small copy of the problem (`scratchnst.gradcheck.check_directional`).
+# check in float64 on a small copy of the problem (`scratchnst.network.gradcheck.check_directional`).
 # The step $h$ must be small: ReLU and max pooling have kinks, and a step that carries some
 # units across one makes the estimate wrong by $O(h)$ (with $h = 10^{-3}$ the error here is
 # $2.5 \times 10^{-4}$, falling tenfold per tenfold smaller $h$; at $h = 10^{-5}$ no unit crosses).
@@ -170,7 +173,7 @@ del net64, obj64
 # The ratio is dimensionless, so $\eta$ is simply "about how many units each pixel
 # moves per step" (here: pixel values, 0..255). The $1-\beta^t$ factors undo the bias of
 # starting $m$ and $v$ at zero. One iteration = one evaluation of $J$ and $\nabla J$.
-# Code: `scratchnst.optim.Adam.step` (the three lines above) and `AdamLoop`, which drives it
+# Code: `scratchnst.method.adam.Adam.step` (the three lines above) and `AdamLoop`, which drives it
 # with the same `start` / `step` / `state_dict` interface as L-BFGS.
 #
 # ### L-BFGS
@@ -218,11 +221,13 @@ del net64, obj64
 # slopes. Each trial costs an evaluation, so one L-BFGS iteration costs **one or more**
 # evaluations.
 #
-# Code, in `scratchnst/optim.py`: `LBFGS.direction` is the two-loop recursion line for line;
-# `strong_wolfe` and `_cubic_min` are the line search; `LBFGS.step` ties them together,
-# stores a pair only when $s^\top y$ is clearly positive, and falls back to $-g$ if the
-# direction ever fails. `scratchnst.minimize(fun, x0, method="lbfgs" | "adam", max_iter=..., callback=...)`
-# runs either, calling `callback(opt)` after every iteration.
+# Code: in `scratchnst/method/lbfgs.py`, `LBFGS.direction` is the two-loop recursion line
+# for line; in `scratchnst/method/line_search.py`, `strong_wolfe` is the line search
+# (`_bracket` and `_zoom` its two phases, `_cubic_min` the cubic); `LBFGS.step` ties them
+# together, stores a pair only when $s^\top y$ is clearly positive, and falls back to $-g$
+# if the direction ever fails.
+# `scratchnst.minimize(fun, x0, method="lbfgs" | "adam", max_iter=..., callback=...)`
+# (`scratchnst/method/optimize.py`) runs either, calling `callback(opt)` after every iteration.
 
 # %%
 def run(fun, x0, method, iters, **options):
@@ -301,7 +306,7 @@ plt.show()
 # ## 3. Where to start: the content photo or noise
 #
 # The loss is not convex; where we start decides which minimum we end in.
-# `scratchnst.transfer.initial_image` makes the three starting points `stylize` offers:
+# `scratchnst.transfer.levels.initial_image` makes the three starting points `stylize` offers:
 # the content image, uniform noise over the pixel range, or a blend of the two. Gatys et
 # al. start from white noise, which gives a different image for every seed; starting from
 # the content photo converges faster and keeps its layout more faithfully.
@@ -396,7 +401,7 @@ plt.show()
 #
 # Style transfer copies the painting's palette as well as its strokes. Gatys et al.
 # ("Preserving Color in Neural Artistic Style Transfer", 2016) give two fixes, both in
-# `scratchnst/color.py` and switched on by `Settings(preserve_color=...)`:
+# `scratchnst/method/color.py` and switched on by `Settings(preserve_color=...)`:
 #
 # * **luminance only** (`"luminance"`): convert both images to YIQ, run the transfer on
 #   the luminance channel $Y$ alone (the style's $Y$ first matched to the content's mean and
@@ -431,7 +436,7 @@ plt.show()
 # a large image the style layers see only small pieces of it: the texture comes out
 # fine-grained and large structures are not coordinated. And every iteration at full
 # size is expensive. Coarse-to-fine optimisation fixes both: optimise a half-size image
-# first, upsample the result (bicubic, `scratchnst.transfer.upsample`) and use it as the
+# first, upsample the result (bicubic, `scratchnst.transfer.levels.upsample`) and use it as the
 # start at the next size. `Settings(scales=k)` runs $k$ levels, each twice the previous;
 # `scales=0` picks as many as keep the smallest at least 256 px (`scale_sizes`):
 
@@ -479,12 +484,12 @@ plt.show()
 #
 # * The style-transfer loss is $J = \alpha J_\text{content} + \beta J_\text{style} + \lambda J_\text{TV}$;
 #   every term's gradient with respect to the activations is a line of algebra, and one
-#   backward pass carries all of them back to the image (`scratchnst.objective.Objective`).
+#   backward pass carries all of them back to the image (`scratchnst.method.objective.Objective`).
 # * **Adam** scales each pixel's step by its gradient history: one evaluation per step,
 #   robust, but slow to converge on this smooth, deterministic problem.
 # * **L-BFGS** builds a curvature model from the last $m$ steps (two-loop recursion) and
 #   chooses each step length with a strong Wolfe line search; it reaches a given loss in
-#   far fewer evaluations here (`scratchnst.optim.LBFGS`, `strong_wolfe`).
+#   far fewer evaluations here (`scratchnst.method.lbfgs.LBFGS`, `scratchnst.method.line_search.strong_wolfe`).
 # * Starting from the content image converges faster and keeps the layout; starting from
 #   noise gives the paper's varied, more painterly results but needs more iterations.
 # * $\alpha/\beta$ moves the result continuously from photo to texture; colour preservation
@@ -495,7 +500,7 @@ plt.show()
 # 1. Run Adam with `lr` 1, 3, 10 and 30 for the same number of evaluations and add the
 #    curves to the comparison. Which learning rate comes closest to L-BFGS, and what
 #    goes wrong at the largest?
-# 2. In `scratchnst/optim.py`, try `LBFGS(history_size=...)` of 1, 3, 10 and 30 (pass it to
+# 2. In `scratchnst/method/lbfgs.py`, try `LBFGS(history_size=...)` of 1, 3, 10 and 30 (pass it to
 #    `minimize` as `history_size=`). How much does the memory buy? With `history_size=1`,
 #    how does L-BFGS compare with Adam?
 # 3. Add a total-variation term (`tv_weight` in `Objective` or `Settings`) and find the
@@ -504,5 +509,5 @@ plt.show()
 # 4. With `Settings(size=256, scales=1)` and `scales=2`, compare the images and the time
 #    taken for the same total number of iterations at the final size.
 # 5. Derive $\partial J_\text{style}/\partial F^l$ for the `jcjohnson` preset
-#    (`scratchnst.losses.PRESETS`) and check it against `style_layer_cost` with a
+#    (`scratchnst.method.presets.PRESETS`) and check it against `style_layer_cost` with a
 #    finite difference, as in section 1.

@@ -26,9 +26,11 @@
 # measures NumPy on the CPU and says what would change on a GPU. Open beside it:
 #
 # * `scratchnst/backend.py` — `array_module`, `get_xp`, `to_numpy`, `to_float`, `gpu_available`;
-# * `scratchnst/vgg.py` — `load_vgg19(backend=...)`, and `scratchnst/fastconv.py`, the ops it runs;
-# * `scratchnst/optim.py` and `scratchnst/objective.py` — where scalars cross to the host;
-# * `scratchnst/estimate.py` — FLOP and memory counts; `benchmarks/bench_gpu.py` — the full GPU benchmark.
+# * `scratchnst/files/weights.py` — `load_vgg19(backend=...)`; `scratchnst/network/vgg.py` and
+#   `scratchnst/network/fast/`, the ops it runs;
+# * `scratchnst/method/lbfgs.py` and `scratchnst/method/objective.py` — where scalars cross to the host;
+# * `scratchnst/transfer/estimate.py` — FLOP and memory counts; `benchmarks/bench_gpu.py` — the full GPU
+#   benchmark.
 
 # %%
 import inspect
@@ -88,15 +90,15 @@ print(inspect.getsource(backend.to_numpy))
 #
 # * use only functions both modules have (`xp.pad`, `xp.roll`, `xp.sqrt`, `@`, slicing);
 # * never index-add with repeated indices (`a[idx] += v` is wrong on NumPy and undefined on CuPy):
-#   `scratchnst/layers.py` writes col2im as a loop of slice-adds over the kernel offsets;
+#   `scratchnst/network/layers.py` writes `col2im` as a loop of slice-adds over the kernel offsets;
 # * draw random numbers on the host with `np.random.default_rng(seed)` and move them,
-#   so both backends see the same numbers (`scratchnst.synthesis.noise_image`);
+#   so both backends see the same numbers (`scratchnst.inside.synthesis.noise_image`);
 # * a reduction like `xp.sum(a)` returns a 0-d array *on the device*; turning it into a
 #   Python `float` copies it to the host and waits for the GPU to finish (section 4).
 #
 # ## 2. The same code, another array module
 #
-# Here is one style cost and its gradient evaluated through `scratchnst.losses`, on
+# Here is one style cost and its gradient evaluated through `scratchnst.method.costs`, on
 # every backend this machine has. On a CPU-only machine the loop has one entry.
 
 # %%
@@ -270,9 +272,10 @@ plt.show()
 #   throughput is a little lower: VGG19's deep layers are 4x4 or 8x8 there, too little work
 #   to keep the machine busy. On a GPU this effect is far larger (below).
 # * **The throughput stays at about half the matmul ceiling.** The convolutions are matrix
-#   products (`scratchnst/fastconv.py` fills im2col blocks and multiplies), but filling those
-#   blocks, the ReLUs, pools and the Python in between do not run at GEMM speed, and the
-#   matrices of the deep layers at these sizes are small. (`scratchnst.estimate` assumes half.)
+#   products (`scratchnst/network/fast/`: Winograd's tile transforms around batched products,
+#   or im2col blocks filled and multiplied), but filling those blocks, the ReLUs, pools and the
+#   Python in between do not run at GEMM speed, and the matrices of the deep layers at these
+#   sizes are small. (`scratchnst.transfer.estimate` assumes half.)
 # * **float64 costs more than float32 on the CPU**, about twice on a quiet machine:
 #   twice the bytes to move and half as many numbers per SIMD instruction.
 # * **The spread** (the dots) is the machine, not the code. When other jobs start during a
@@ -328,7 +331,7 @@ else:
         gb = estimate.memory_bytes(s, s, itemsize=4, optimizer_images=24) / 2**30
         est = estimate.seconds_per_iteration(s, s, gemm)
         print(f"  {s} px: ~{gb:.1f} GiB for one iteration with L-BFGS (m=10) in float32; "
-              f"~{est:.0f} s per iteration on this CPU (scratchnst.estimate)")
+              f"~{est:.0f} s per iteration on this CPU (scratchnst.transfer.estimate)")
 
 # %% [markdown]
 # **What changes on a GPU.** The code does not; the numbers do.
@@ -341,7 +344,7 @@ else:
 # * **float64.** Data-centre GPUs (A100, H100) run float64 at half their float32 rate;
 #   consumer GPUs at 1/32 or 1/64 of it. Use float32 for style transfer, float64 for checks.
 # * **Memory** is the usual limit: every layer's activations are kept for the backward
-#   pass. `scratchnst.estimate.memory_bytes` counts them before a run starts, and
+#   pass. `scratchnst.transfer.estimate.memory_bytes` counts them before a run starts, and
 #   `backend.device_memory_bytes()` says how much the device has free.
 # * **TF32.** On Ampere and later GPUs, CuPy can run float32 matmuls with 10-bit
 #   mantissas on tensor cores if `CUPY_TF32=1` is set; faster, but about 1e-3 relative
@@ -356,9 +359,9 @@ else:
 # through `to_numpy`). In between, only the scalars that a decision needs cross, at
 # points chosen on purpose:
 #
-# * `Objective._evaluate` (`scratchnst/objective.py`) keeps every layer's cost as a 0-d
+# * `Objective._evaluate` (`scratchnst/method/objective.py`) keeps every layer's cost as a 0-d
 #   device array and converts all of them with `to_float` in one place, once per evaluation;
-# * `scratchnst/optim.py` computes dot products with `_dot`, which returns a 0-d array on
+# * `scratchnst/method/lbfgs.py` computes dot products with `_dot`, which returns a 0-d array on
 #   the device, and calls `to_float` only where the line search compares numbers.
 #
 # On NumPy all of this is free: `to_numpy` of a NumPy array returns the array itself.
@@ -399,11 +402,12 @@ if GPU:
 # 1. Change `measure` to report the mean and the minimum too, and rerun the timing cell
 #    while another heavy program runs. Which of the three moves most?
 # 2. Time `forward_backward` with `load_vgg19(conv="im2col")` (the readable reference in
-#    `scratchnst/layers.py`) against the default `conv="gemm"` (`scratchnst/fastconv.py`).
+#    `scratchnst/network/layers.py`) against `conv="gemm"` (`scratchnst/network/fast/gemm.py`)
+#    and the default `conv="winograd"` (`scratchnst/network/fast/winograd.py`).
 #    Where does the difference come from? (Count the bytes each one writes.)
 # 3. On a GPU: remove the `sync()` calls from `measure` and time `forward_backward` at 64 px
 #    and at 512 px. Why is the error so much larger, relatively, at 64 px?
-# 4. Using `scratchnst.estimate.memory_bytes`, find the largest square image whose
+# 4. Using `scratchnst.transfer.estimate.memory_bytes`, find the largest square image whose
 #    L-BFGS run fits in 16 GiB of GPU memory in float32 and in float64.
 # 5. Write a function `relu_twice(x)` with `xp = backend.array_module(x)` that works on
 #    NumPy arrays, and test it with a `pytest` fixture parametrised over the available

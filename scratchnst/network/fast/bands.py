@@ -9,10 +9,10 @@ works through the output a band of rows at a time, reusing one buffer of at most
 
 import numpy as np
 
-# One band's working buffer. Every band is at least one GEMM call, and each call
-# synchronises BLAS's threads, so bands should not be small either; 64 MiB was as
-# fast as one band per layer (benchmarks/README.md, "band size"). On a GPU a band
-# costs kernel launches, not cache misses: larger.
+# One band's working buffer: small enough to bound memory, large enough that the
+# GEMM calls (one per band at least, each synchronising BLAS's threads) do not
+# cost time (benchmarks/README.md, "Band size"). On a GPU a band costs kernel
+# launches, not cache misses: larger.
 BAND_BYTES = {"numpy": 64 << 20, "cupy": 512 << 20}
 MIN_BAND_PIXELS = 512  # below this a GEMM is too thin to run at full speed
 

@@ -15,10 +15,9 @@ def transform_threads(xp):
     """Threads for the transforms: ``SCRATCHNST_NUM_THREADS``, else OpenBLAS's or OpenMP's setting, else all CPUs.
 
     The GEMMs run on BLAS's threads; NumPy's copies run on the calling thread only
-    (they release the GIL, so Python threads do run them in parallel). With 2
-    BLAS threads and everything else on one, Winograd was no faster than the
-    banded GEMM at 512 px: the memory passes, not the products, were the time.
-    On CuPy the GPU is the parallelism: 1.
+    (they release the GIL, so Python threads do run them in parallel). Left on one
+    thread, the copies, not the products, take the time (benchmarks/README.md,
+    "Threads for the transforms"). On CuPy the GPU is the parallelism: 1.
     """
     if xp is not np:
         return 1

@@ -27,13 +27,12 @@ size, each a single-threaded NumPy ufunc. Here both transforms are small matrix
 products instead, ``kron(B^T, B^T)`` (a^2 x a^2) applied to the a^2 entries of
 every tile at once, and ``kron(A^T, A^T)`` (m^2 x a^2) to M: one pass each, run by
 BLAS on all its threads, and the same additions (the products by 0 and +-1 are
-exact). That made Winograd 10-25% faster per layer at 2 threads than the
-separable additions did.
+exact; benchmarks/README.md, "Transforms as matrix products").
 
 The price is rounding. The points beyond 0, +-1 and infinity (F(4x4) uses +-2
 too) put larger and fractional entries in the matrices (1/6, 1/24, 8), and the
-float32 error grows with them. This module implements both; F(4x4) is the default (``DEFAULT_M``), and
-benchmarks/README.md gives the measured errors and speeds that chose it.
+float32 error grows with them. This module implements both; F(4x4) is the
+default (``DEFAULT_M``; benchmarks/README.md, "Winograd: F(4x4) or F(2x2)").
 
 The gradient with respect to the input of a 3x3 convolution with padding ``p`` is
 a 3x3 convolution of ``dout`` with the kernel transposed over (O, C) and flipped,
@@ -63,12 +62,12 @@ from scratchnst.network.fast.threads import split_over_threads, transform_thread
 from scratchnst.network.fast.winograd_transforms import KERNELS, TRANSFORMS
 
 # F(4x4, 3x3) by default (conv="winograd"), F(2x2, 3x3) on request (conv="winograd2"):
-# F(4x4) is the faster, and its float32 error (at most 1.3e-5 relative per conv,
-# against F(2x2)'s 8e-7) is still 8x inside the 1e-4 floor (benchmarks/README.md).
+# F(4x4) is the faster, and its larger float32 error stays inside the 1e-4 floor
+# (benchmarks/README.md, "Winograd: F(4x4) or F(2x2)").
 DEFAULT_M = 4
 # Below this many channels on either side the transforms (passes over memory,
-# O(C + O) per pixel) cost more than the multiplications they save (O(C O)):
-# measured per layer in benchmarks/README.md. All of VGG19 but conv1_1 for F(4x4).
+# O(C + O) per pixel) cost more than the multiplications they save (O(C O))
+# (benchmarks/README.md, "Which layers use Winograd"). All of VGG19 but conv1_1 for F(4x4).
 MIN_CHANNELS = {2: 128, 4: 64}
 
 
@@ -232,12 +231,12 @@ def _use_winograd(w, pad, m):
 
 
 def conv2d_forward_nocache(x, w, b, pad=1, m=None):
-    """Convolution ``out`` (O, Ho, Wo) as :func:`scratchnst.network.layers.conv2d_forward`, by Winograd where it applies.
+    """``out`` (O, Ho, Wo) as :func:`scratchnst.network.layers.conv2d_forward`, by Winograd where it applies.
 
     ``b`` may be None. 3x3 kernels with 0 <= pad <= 2 and at least ``MIN_CHANNELS``
     channels on both sides use F(m x m, 3 x 3) (``m`` defaults to ``DEFAULT_M``),
     with U from the kernel cache; everything else uses the banded GEMM of
-    :func:`scratchnst.gemm.conv2d_forward_nocache`.
+    :func:`scratchnst.network.fast.gemm.conv2d_forward_nocache`.
     """
     if x.shape[0] != w.shape[1]:
         raise ValueError(f"conv2d: input has {x.shape[0]} channels, kernel expects {w.shape[1]}")
@@ -278,7 +277,7 @@ def conv2d_backward_input(dout, cache, m=None):
     -----
     For a 3x3 kernel, ``dx = conv(dout, w', pad = 2 - pad)`` with
     ``w'[c, o, u, v] = w[o, c, 2 - u, 2 - v]`` (see
-    :func:`scratchnst.gemm.conv2d_backward_input` for the derivation), a 3x3
+    :func:`scratchnst.network.fast.gemm.conv2d_backward_input` for the derivation), a 3x3
     convolution like the forward one; its transformed kernel
     ``U' = G w' G^T`` (a^2, C, O) is cached next to the forward U.
 
@@ -312,7 +311,7 @@ def _backward_input_col2im(dout, w, pad, shape):
     convolution would run on dout's O channels (an im2col or Winograd transform of
     O channels) to produce C = 3; here the GEMM makes ``dcols`` (9 C, P), no larger
     than dout when 9 C <= O, and the col2im is kh kw slice-adds of C-channel images
-    (measured in benchmarks/README.md).
+    (benchmarks/README.md, "conv1_1's gradient").
     """
     C = shape[0]
     O, _, kh, kw = w.shape

@@ -126,8 +126,8 @@ class KernelCache:
     Style transfer never changes the weights; if you do, call :meth:`clear`.
 
     Memory: U is (a/3)^2 times its kernel (4x for F(4x4)), kept twice (forward and
-    flipped): about 0.4 GB for VGG19 to relu5_1 in float32 with F(4x4), 0.18 GB
-    with F(2x2). Most of Winograd's extra peak RSS over the GEMM is this.
+    flipped), for every layer that uses Winograd: the largest part of Winograd's
+    extra memory over the GEMM (benchmarks/README.md, "Kernel cache memory").
     """
 
     def __init__(self):
