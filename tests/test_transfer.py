@@ -9,7 +9,8 @@ import pytest
 from scratchnst.errors import ScratchNSTError
 from scratchnst.files import images
 from scratchnst.files.checkpoint import load_checkpoint, save_checkpoint
-from scratchnst.transfer.loop import scale_sizes, stylize
+from scratchnst.transfer.levels import scale_sizes
+from scratchnst.transfer.loop import stylize
 from scratchnst.transfer.settings import Settings
 
 
@@ -60,6 +61,50 @@ def test_resume_gives_the_uninterrupted_image(tmp_path):
     assert stopped.interrupted and stopped.iterations == 4
     resumed = stylize(None, resume=load_checkpoint(ckpt), checkpoint_path=ckpt)
     assert not resumed.interrupted and resumed.iterations == 10
+    assert resumed.history["total"] == full.history["total"]
+    np.testing.assert_array_equal(resumed.rgb, full.rgb)
+
+
+@pytest.fixture(scope="module")
+def two_scales_uninterrupted():
+    """A 64 px run over two levels (32 px, then 64 px), start to end."""
+    return stylize(small(size=64, scales=2, iterations=3))
+
+
+@pytest.mark.parametrize("where", ["on_level", "first evaluation"])
+def test_ctrl_c_as_a_finer_level_starts_resumes_that_level(tmp_path, monkeypatch, two_scales_uninterrupted, where):
+    """Ctrl-C after level 0 has finished but before level 1's first iteration (as its
+    progress bar appears, or inside its first loss evaluation): the resumed run
+    starts level 1 from the upsampled image and ends with the uninterrupted image."""
+    from scratchnst.method import objective
+
+    full = two_scales_uninterrupted
+    ckpt = tmp_path / "run.ckpt.npz"
+
+    def stop_as_level_1_starts(level, n_levels, shape):
+        if level == 1:
+            raise KeyboardInterrupt
+
+    real = objective.Objective.value_and_grad
+
+    def stop_at_full_size(self, x):
+        if x.shape[1:] == full.rgb.shape[:2]:
+            raise KeyboardInterrupt
+        return real(self, x)
+
+    with monkeypatch.context() as m:
+        if where == "first evaluation":
+            m.setattr(objective.Objective, "value_and_grad", stop_at_full_size)
+        try:
+            stopped = stylize(small(size=64, scales=2, iterations=3), checkpoint_path=ckpt,
+                              on_level=stop_as_level_1_starts if where == "on_level" else None)
+        except KeyboardInterrupt:  # let pytest report it as a failure, not stop the session
+            pytest.fail("Ctrl-C after a finished level escaped stylize without a checkpoint")
+    assert stopped.interrupted and set(stopped.history["level"]) == {0}
+    assert stopped.rgb.shape[1] == 32  # the last completed iteration's image: level 0's
+    resumed = stylize(None, resume=load_checkpoint(ckpt), checkpoint_path=ckpt)
+    assert not resumed.interrupted
+    assert resumed.rgb.shape == full.rgb.shape and 1 in resumed.history["level"]
     assert resumed.history["total"] == full.history["total"]
     np.testing.assert_array_equal(resumed.rgb, full.rgb)
 

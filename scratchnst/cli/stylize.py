@@ -17,7 +17,8 @@ from scratchnst import __version__
 from scratchnst.errors import ScratchNSTError
 from scratchnst.files.weights import weights_path
 from scratchnst.network import architecture
-from scratchnst.transfer.loop import load_inputs, output_path_for, scale_sizes, stylize
+from scratchnst.transfer.levels import scale_sizes
+from scratchnst.transfer.loop import load_inputs, output_path_for, stylize
 from scratchnst.transfer.settings import PRESERVE_COLOR, Settings
 
 # ------------------------------------------------------------------ argument types

@@ -3,27 +3,36 @@
     settings = Settings(content="astronaut", styles=["starry_night"], size=256)
     result = stylize(settings)               # Result: .rgb (H, W, 3) uint8, .history, ...
 
-The steps, each in its own function so a reader can follow them:
+The steps, each in its own function so a reader can follow them; a :class:`Run`
+carries what passes from one to the next:
 
-1. :func:`prepare_images` loads the content at ``size`` (long side) and each style at
-   ``size * style_scale``, and applies colour preservation (Gatys et al.,
-   "Preserving Color in Neural Artistic Style Transfer", 2016) when asked.
-2. :func:`scale_sizes` plans coarse-to-fine levels for large outputs: the image is
-   optimised at half resolution first, then upsampled and refined, which is far
-   cheaper than starting at full size and gives coherent large-scale structure.
-3. :func:`initial_image` makes the starting point: the content, noise, the
-   course's blend ``noise_ratio * noise + (1 - noise_ratio) * content``, or a file.
-4. :func:`run_level` minimises :class:`scratchnst.Objective` with L-BFGS or Adam
-   (:mod:`scratchnst.method.optimize`) at one level, reporting progress through a callback
-   and writing checkpoints that :func:`stylize` can resume from exactly.
+1. :func:`start_run` loads the network, the content at ``size`` (long side) and each
+   style at ``size * style_scale`` (:func:`load_inputs`), applies colour preservation
+   when asked, and plans the coarse-to-fine levels (:mod:`scratchnst.transfer.levels`:
+   half resolution first for large outputs). :func:`resume_run` does the same from a
+   checkpoint and takes up its level, loss history, RNG and optimizer state.
+2. :func:`run_level`, once per level: resizes the inputs, builds the
+   :class:`scratchnst.Objective`, starts from
+   :func:`~scratchnst.transfer.levels.initial_image` (the content, noise, the course's
+   blend ``noise_ratio * noise + (1 - noise_ratio) * content``, or a file) at level 0
+   and from the previous level's result upsampled after that, and minimises with
+   L-BFGS or Adam (:mod:`scratchnst.method.optimize`).
+3. :func:`after_iteration`, after every iteration: records the loss terms, reports
+   progress, writes snapshots and periodic checkpoints.
+4. :func:`save_checkpoint_of` writes what :func:`resume_run` needs to continue exactly:
+   at the end of each level, every ``checkpoint_every`` iterations, and on Ctrl-C.
+5. :func:`finish` turns the last image into RGB (colour restored) and a :class:`Result`.
 
 Pixel range: the optimisers work on an unconstrained image (see
 :mod:`scratchnst.method.optimize`); it is clipped to 0..255 only when written out.
 """
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -32,19 +41,68 @@ from scratchnst.errors import ScratchNSTError
 from scratchnst.files import images
 from scratchnst.method.objective import Objective
 from scratchnst.method.optimize import minimize
+from scratchnst.transfer.levels import at_size, finish_rgb, initial_image, preserve_color_inputs, scale_sizes, upsample
 from scratchnst.transfer.settings import DEVICES, Settings
+
+TERMS = ("total", "content", "style", "tv")
 
 
 @dataclass
 class Result:
     rgb: np.ndarray  # (H, W, 3) uint8, the final image
     settings: Settings
-    history: dict  # per-iteration {"total": [...], "content": [...], "style": [...], "tv": [...]}
+    history: dict  # per-iteration {"total": [...], "content": [...], "style": [...], "tv": [...], "level": [...]}
     iterations: int  # done at the final level
     interrupted: bool = False
 
 
-# ------------------------------------------------------------------ 1. images
+@dataclass(frozen=True)
+class Hooks:
+    """What the caller hears of a run and where it is saved; see :func:`stylize`."""
+
+    on_iteration: Callable | None = None
+    on_level: Callable | None = None
+    on_snapshot: Callable | None = None
+    snapshot_every: int = 0
+    checkpoint_path: str | Path | None = None
+    checkpoint_every: int = 0
+
+
+@dataclass
+class Run:
+    """Everything a run carries from one level to the next: the loop's only state.
+
+    ``opt`` is the optimizer of the last completed iteration (or finished level) and
+    ``opt_level`` the level it ran at; they change together, and a checkpoint stores
+    them together, so it never pairs a level with another level's optimizer state.
+    ``opt`` is None until the first iteration of this process (or the first level
+    finished, for a level with no iterations).
+    """
+
+    settings: Settings
+    net: object  # the VGG19 of :mod:`scratchnst.network.vgg`
+    content: np.ndarray  # (H, W, 3) uint8 at full size as loaded: colour restoration's reference
+    content_in: np.ndarray  # (H, W, 3) uint8, what the network is shown (after colour preservation)
+    styles_in: list  # [(h, w, 3) uint8], likewise
+    sizes: list  # long side of each level, smallest first
+    rng: np.random.Generator
+    history: dict = field(default_factory=lambda: {k: [] for k in (*TERMS, "level")})
+    first_level: int = 0
+    resume_state: dict | None = None  # optimizer state that ``first_level`` resumes from
+    opt: object = None
+    opt_level: int = 0
+    interrupted: bool = False
+
+
+class Level(NamedTuple):
+    """What stays fixed while one level is optimised."""
+
+    index: int  # 0 is the coarsest
+    objective: Objective
+    original: np.ndarray  # (H, W, 3) uint8 content as loaded, at this level's size
+
+
+# ------------------------------------------------------------------ 1. start
 
 
 def load_inputs(settings):
@@ -55,81 +113,43 @@ def load_inputs(settings):
     return content, styles
 
 
-def preserve_color_inputs(content, styles, mode):
-    """Colour preservation applied to the inputs (Gatys et al. 2016b).
+def start_run(settings, inputs=None):
+    """A fresh :class:`Run`: settings checked, network and images loaded, levels planned.
 
-    ``histogram``: each style image's colours are matched to the content's (mean
-    and covariance) before transfer. ``luminance``: transfer runs on luminance
-    only; the style luminance is matched to the content's mean and spread, and
-    both are replicated to three channels (the output's colour is put back in
-    :func:`restore_color`).
+    ``inputs``: (content, [styles]) RGB uint8 arrays already loaded by :func:`load_inputs`,
+    or None to load them here.
     """
-    from scratchnst.method import color
+    from scratchnst.files.weights import load_vgg19
 
-    if mode == "none":
-        return content, styles
-    if mode == "histogram":
-        matched = [color.match_color_histogram(s.astype(np.float64), content.astype(np.float64)) for s in styles]
-        return content, [_to_uint8(m) for m in matched]
-    grey = [color.luminance_only_inputs(content, s) for s in styles]  # [(content grey, style grey)]
-    return _to_uint8(grey[0][0]), [_to_uint8(g[1]) for g in grey]
-
-
-def restore_color(rgb, content_rgb, mode):
-    """For ``luminance`` mode: the stylised luminance with the content's colour (YIQ)."""
-    from scratchnst.method import color
-
-    if mode != "luminance":
-        return rgb
-    out = color.luminance_only_output(rgb.astype(np.float64), content_rgb.astype(np.float64))
-    return _to_uint8(out)
+    settings.validate()
+    net = load_vgg19(settings.weights, dtype=settings.dtype, backend=DEVICES[settings.device],
+                     pooling=settings.pooling)
+    content, styles = inputs if inputs is not None else load_inputs(settings)
+    content_in, styles_in = preserve_color_inputs(content, styles, settings.preserve_color)
+    return Run(settings=settings, net=net, content=content, content_in=content_in, styles_in=styles_in,
+               sizes=scale_sizes(settings.size, settings.scales), rng=np.random.default_rng(settings.seed))
 
 
-def _to_uint8(a):
-    return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+def resume_run(checkpoint, inputs=None):
+    """A :class:`Run` that continues from a checkpoint's state (its settings win).
 
-
-# ------------------------------------------------------------------ 2. scales
-
-
-def scale_sizes(size, scales):
-    """Long sides of the coarse-to-fine levels, smallest first.
-
-    ``scales`` levels, each half the next (``0``: as many as keep the smallest at
-    256 px or more, one level for sizes up to 512).
+    The checkpoint's level is run again from its optimizer state: the rest of its
+    iterations, or none if that level had finished, in which case the next level
+    starts from its result upsampled, as in the uninterrupted run.
     """
-    if scales == 0:
-        scales = 1
-        while size / 2**scales >= 256:
-            scales += 1
-    sizes = [max(16, round(size / 2**k)) for k in range(scales - 1, -1, -1)]
-    return sizes
+    run = start_run(Settings.from_dict(checkpoint["settings"]), inputs)
+    run.first_level = int(checkpoint["level"])
+    run.history = {k: list(v) for k, v in checkpoint["history"].items()}
+    run.rng.bit_generator.state = checkpoint["rng"]
+    net = run.net
+    run.resume_state = {
+        k: (to_backend(v, net.backend, net.dtype) if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v)
+        for k, v in checkpoint["optimizer"].items()
+    }
+    return run
 
 
-# ------------------------------------------------------------------ 3. start
-
-
-def initial_image(settings, content_x, net, rng):
-    """The starting image in the network's input space, shaped like ``content_x``."""
-    xp = net.xp
-    if settings.init == "content":
-        return content_x.copy()
-    # Noise: uniform over the pixel range, drawn on the host so CPU and GPU runs agree.
-    lo, hi = net.prep.pixel_bounds()
-    shape = content_x.shape
-    noise = rng.uniform(lo[:, None, None], hi[:, None, None], size=shape)
-    noise = to_backend(noise, net.backend, net.dtype)
-    if settings.init == "noise":
-        return noise
-    if settings.init == "blend":
-        r = settings.noise_ratio
-        return xp.asarray(r * noise + (1 - r) * content_x, dtype=net.dtype)
-    H, W = shape[1:]
-    rgb = images.load_image(images.resolve_image_path(settings.init))
-    return net.preprocess(images.resize_to(rgb, (H, W)))
-
-
-# ------------------------------------------------------------------ 4. optimise
+# ------------------------------------------------------------------ 2. one level
 
 
 def build_objective(settings, net, content_rgb, style_rgbs):
@@ -154,29 +174,35 @@ def optimizer_options(settings):
     return {"lr": settings.lr}
 
 
-def run_level(settings, objective, x0, *, state=None, callback=None):
-    """Minimise at one level; ``callback(opt, terms)`` after every iteration (True stops).
+def original_at(run, index):
+    """The content as loaded (before colour preservation), at level ``index``'s size."""
+    return at_size(run.content, [], run.sizes[index], run.sizes[-1])[0]
 
-    Raises a one-line error when the loss or the image stops being finite.
+
+def run_level(run, index, hooks):
+    """Optimise level ``index``, then checkpoint it; on return ``run.opt`` holds its result.
+
+    The level starts from the resumed optimizer state if ``run`` was resumed at this
+    level, else from :func:`~scratchnst.transfer.levels.initial_image` (level 0) or the
+    previous level's image upsampled to this level's (H, W).
     """
-
-    def step_done(opt):
-        if not math.isfinite(opt.f):
-            raise ScratchNSTError(
-                f"the loss became {opt.f} at iteration {opt.n_iter}; lower --lr or the style weight, "
-                "or use --dtype float64"
-            )
-        return callback(opt, objective.terms) if callback else None
-
-    return minimize(
-        objective.value_and_grad,
-        x0,
-        method=settings.optimizer,
-        max_iter=settings.iterations,
-        callback=step_done,
-        state=state,
-        **optimizer_options(settings),
-    )
+    settings, net = run.settings, run.net
+    content, styles = at_size(run.content_in, run.styles_in, run.sizes[index], run.sizes[-1])
+    level = Level(index, build_objective(settings, net, content, styles), original_at(run, index))
+    H, W = content.shape[:2]
+    if hooks.on_level:
+        hooks.on_level(index, len(run.sizes), (H, W))
+    state, x0 = run.resume_state, None
+    run.resume_state = None  # used once: the next level starts from this one's image
+    if state is None:
+        x0 = (initial_image(settings, net.preprocess(content), net, run.rng) if run.opt is None
+              else upsample(run.opt.x, net, (3, H, W)))
+    result = minimize(level.objective.value_and_grad, x0, method=settings.optimizer, max_iter=settings.iterations,
+                      callback=partial(after_iteration, run, hooks, level), state=state,
+                      **optimizer_options(settings))
+    check_finite(result.x)
+    run.opt, run.opt_level = result.optimizer, index
+    save_checkpoint_of(run, hooks.checkpoint_path)
 
 
 def check_finite(x, what="image"):
@@ -185,25 +211,7 @@ def check_finite(x, what="image"):
         raise ScratchNSTError(f"the {what} became NaN or infinite; lower --lr or the style weight")
 
 
-def upsample(x, net, shape):
-    """Resize an input-space image to (3, H, W) for the next, finer level (bicubic on the host)."""
-    rgb_like = to_numpy(x).astype(np.float32).transpose(1, 2, 0)
-    from PIL import Image
-
-    channels = [
-        np.asarray(Image.fromarray(rgb_like[..., c], mode="F").resize((shape[2], shape[1]), Image.BICUBIC))
-        for c in range(3)
-    ]
-    return to_backend(np.stack(channels), net.backend, net.dtype)
-
-
-def output_path_for(base, suffix):
-    """``out.png`` -> ``out.<suffix>`` beside it (``out.losses.png``, ``out.ckpt.npz``)."""
-    base = Path(base)
-    return base.with_name(base.stem + suffix)
-
-
-# ------------------------------------------------------------------ the whole run
+# ------------------------------------------------------------------ 3. every iteration
 
 
 def _weighted_terms(objective):
@@ -215,6 +223,67 @@ def _weighted_terms(objective):
         "style": objective.beta * t["style"],
         "tv": objective.tv_weight * t["tv"],
     }
+
+
+def after_iteration(run, hooks, level, opt):
+    """The optimiser's callback after each iteration of ``level``: record and report it.
+
+    Raises a one-line error when the loss stops being finite. Returns None, so the
+    optimiser never stops early on its account.
+    """
+    if not math.isfinite(opt.f):
+        raise ScratchNSTError(
+            f"the loss became {opt.f} at iteration {opt.n_iter}; lower --lr or the style weight, "
+            "or use --dtype float64"
+        )
+    run.opt, run.opt_level = opt, level.index
+    parts = _weighted_terms(level.objective)
+    for k in TERMS:
+        run.history[k].append(parts[k])
+    run.history["level"].append(level.index)
+    if hooks.on_iteration:
+        hooks.on_iteration(level.index, len(run.sizes), opt.n_iter, parts)
+    if hooks.snapshot_every and hooks.on_snapshot and opt.n_iter % hooks.snapshot_every == 0:
+        hooks.on_snapshot(level.index, opt.n_iter, finish_rgb(run.net, opt.x, level.original, run.settings))
+    if hooks.checkpoint_every and opt.n_iter % hooks.checkpoint_every == 0:
+        save_checkpoint_of(run, hooks.checkpoint_path)
+
+
+# ------------------------------------------------------------------ 4. checkpoints
+
+
+def save_checkpoint_of(run, path):
+    """Write ``run``'s state to ``path`` for :func:`resume_run` (nothing if ``path`` is None).
+
+    The level stored is ``run.opt_level``, the one whose optimizer state is stored. So
+    a checkpoint taken after level k-1 finished but before level k's first iteration
+    is level k-1's final checkpoint again: a resume runs no iteration there and starts
+    level k from the upsampled image, as if the level had just begun.
+    """
+    from scratchnst.files.checkpoint import save_checkpoint
+
+    if path is None:
+        return
+    save_checkpoint(path, {
+        "settings": run.settings.to_dict(), "level": run.opt_level, "history": run.history,
+        "rng": run.rng.bit_generator.state, "optimizer": run.opt.state_dict(),
+    })
+
+
+def output_path_for(base, suffix):
+    """``out.png`` -> ``out.<suffix>`` beside it (``out.losses.png``, ``out.ckpt.npz``)."""
+    base = Path(base)
+    return base.with_name(base.stem + suffix)
+
+
+# ------------------------------------------------------------------ 5. the end, and the whole run
+
+
+def finish(run):
+    """The :class:`Result` of ``run``: its last image as RGB uint8, at that image's level's size."""
+    rgb = finish_rgb(run.net, run.opt.x, original_at(run, run.opt_level), run.settings)
+    return Result(rgb=rgb, settings=run.settings, history=run.history, iterations=run.opt.n_iter,
+                  interrupted=run.interrupted)
 
 
 def stylize(settings, *, inputs=None, resume=None, on_iteration=None, on_level=None, checkpoint_path=None,
@@ -237,96 +306,21 @@ def stylize(settings, *, inputs=None, resume=None, on_iteration=None, on_level=N
     on_snapshot, snapshot_every : ``on_snapshot(level, iteration, rgb)`` every N iterations.
 
     Ctrl-C (KeyboardInterrupt) ends the run early: the checkpoint is written and the
-    result, with ``interrupted=True``, holds the last completed iteration's image.
+    result, with ``interrupted=True``, holds the last completed iteration's image (at
+    that iteration's level's size). Between levels, that is the finished level's
+    result, and a resume starts the next level afresh (see :func:`save_checkpoint_of`).
+    Before the first iteration of this process there is nothing new to save and the
+    KeyboardInterrupt propagates.
     """
-    from scratchnst.files.checkpoint import save_checkpoint
-    from scratchnst.files.weights import load_vgg19
-
-    if resume is not None:
-        settings = Settings.from_dict(resume["settings"])
-    settings.validate()
-    net = load_vgg19(settings.weights, dtype=settings.dtype, backend=DEVICES[settings.device],
-                     pooling=settings.pooling)
-    content_full, styles_full = inputs if inputs is not None else load_inputs(settings)
-    content_full_cp, styles_full = preserve_color_inputs(content_full, styles_full, settings.preserve_color)
-    sizes = scale_sizes(settings.size, settings.scales)
-    rng = np.random.default_rng(settings.seed)
-    history = {"total": [], "content": [], "style": [], "tv": [], "level": []}
-    first_level, x, opt_state = 0, None, None
-    if resume is not None:
-        first_level = int(resume["level"])
-        history = {k: list(v) for k, v in resume["history"].items()}
-        rng.bit_generator.state = resume["rng"]
-        opt_state = {k: (to_backend(v, net.backend, net.dtype) if isinstance(v, np.ndarray) and v.dtype.kind == "f"
-                         else v) for k, v in resume["optimizer"].items()}
-
-    def checkpoint(level, opt):
-        if checkpoint_path is None:
-            return
-        save_checkpoint(checkpoint_path, {
-            "settings": settings.to_dict(), "level": level, "history": history,
-            "rng": rng.bit_generator.state, "optimizer": opt.state_dict(),
-        })
-
-    latest = {}
-    interrupted = False
-    for level in range(first_level, len(sizes)):
-        content, styles = _at_size(content_full_cp, styles_full, sizes[level], sizes[-1])
-        original, _ = _at_size(content_full, [], sizes[level], sizes[-1])  # for colour restoration
-        objective = build_objective(settings, net, content, styles)
-        H, W = content.shape[:2]
-        if on_level:
-            on_level(level, len(sizes), (H, W))
-        if opt_state is None:
-            if x is None:
-                x = initial_image(settings, net.preprocess(content), net, rng)
-            else:
-                x = upsample(x, net, (3, H, W))
-
-        def callback(opt, terms, level=level, objective=objective, original=original):
-            latest["opt"] = opt
-            parts = _weighted_terms(objective)
-            for k in ("total", "content", "style", "tv"):
-                history[k].append(parts[k])
-            history["level"].append(level)
-            if on_iteration:
-                on_iteration(level, len(sizes), opt.n_iter, parts)
-            if snapshot_every and on_snapshot and opt.n_iter % snapshot_every == 0:
-                on_snapshot(level, opt.n_iter, finish_rgb(net, opt.x, original, settings))
-            if checkpoint_every and opt.n_iter % checkpoint_every == 0:
-                checkpoint(level, opt)
-
-        try:
-            result = run_level(settings, objective, x, state=opt_state, callback=callback)
-        except KeyboardInterrupt:
-            interrupted = True
-            opt = latest.get("opt")
-            if opt is None:
-                raise
-            checkpoint(level, opt)
-            x = opt.x
-            break
-        opt_state = None
-        x = result.x
-        check_finite(x)
-        checkpoint(level, result.optimizer)
-        latest["opt"] = result.optimizer
-    rgb = finish_rgb(net, x, original, settings)
-    iterations = latest["opt"].n_iter if "opt" in latest else 0
-    return Result(rgb=rgb, settings=settings, history=history, iterations=iterations, interrupted=interrupted)
-
-
-def _at_size(content, styles, long_side, final_long_side):
-    """Content and styles resized for a level whose long side is ``long_side``."""
-    if long_side == final_long_side:
-        return content, styles
-    f = long_side / final_long_side
-    content = images.resize_long_side(content, long_side)
-    styles = [images.resize_long_side(s, max(16, round(max(s.shape[:2]) * f))) for s in styles]
-    return content, styles
-
-
-def finish_rgb(net, x, content_rgb, settings):
-    """The optimised image as RGB uint8, colour restored for luminance-only transfer."""
-    rgb = net.deprocess(x)
-    return restore_color(rgb, content_rgb, settings.preserve_color)
+    hooks = Hooks(on_iteration=on_iteration, on_level=on_level, on_snapshot=on_snapshot,
+                  snapshot_every=snapshot_every, checkpoint_path=checkpoint_path, checkpoint_every=checkpoint_every)
+    run = resume_run(resume, inputs) if resume is not None else start_run(settings, inputs)
+    try:
+        for index in range(run.first_level, len(run.sizes)):
+            run_level(run, index, hooks)
+    except KeyboardInterrupt:
+        if run.opt is None:
+            raise
+        run.interrupted = True
+        save_checkpoint_of(run, hooks.checkpoint_path)
+    return finish(run)

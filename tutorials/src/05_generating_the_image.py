@@ -46,7 +46,9 @@ import numpy as np
 import scratchnst
 from scratchnst.files import images
 from scratchnst.network.gradcheck import check_directional
-from scratchnst.transfer.loop import Settings, initial_image, scale_sizes, stylize
+from scratchnst.transfer.levels import initial_image, scale_sizes
+from scratchnst.transfer.loop import stylize
+from scratchnst.transfer.settings import Settings
 
 SIZE = os.environ.get("SCRATCHNST_TUTORIAL_SIZE", "full")
 if SIZE == "small":
