@@ -1,4 +1,9 @@
-"""Shared fixtures: every test that takes ``xp`` runs once per available backend."""
+"""Shared fixtures: every test that takes ``xp`` runs once per backend.
+
+The backends are NumPy; the strict CPU stand-in for CuPy (tests/strict_cupy.py), which
+runs the package's CuPy code path on every machine, CI included; and real CuPy where
+a CUDA device is present.
+"""
 
 from pathlib import Path
 
@@ -13,6 +18,7 @@ DATA = Path(__file__).parent / "data"
 
 def _backends():
     yield pytest.param("numpy", id="numpy")
+    yield pytest.param("strict", id="strict-cupy")
     yield pytest.param(
         "cupy",
         id="cupy",
@@ -24,13 +30,32 @@ def _backends():
 
 
 @pytest.fixture(params=list(_backends()))
-def xp(request):
-    """The array module under test: numpy, and cupy where a GPU is present."""
+def xp(request, monkeypatch):
+    """The array module under test: numpy, the strict stand-in for CuPy, and cupy where a GPU is present."""
     if request.param == "numpy":
         return np
+    if request.param == "strict":
+        return use_strict_cupy(monkeypatch)
     import cupy
 
     return cupy
+
+
+def use_strict_cupy(monkeypatch):
+    """Route every CuPy code path of scratchnst to the stand-in for this test; returns it, counters reset."""
+    import strict_cupy
+
+    import scratchnst.backend
+
+    monkeypatch.setattr(scratchnst.backend, "_cupy", strict_cupy)
+    strict_cupy.reset_counters()
+    return strict_cupy
+
+
+@pytest.fixture
+def strict_xp(monkeypatch):
+    """The strict stand-in for CuPy alone (for tests of the GPU path that need no NumPy twin)."""
+    return use_strict_cupy(monkeypatch)
 
 
 @pytest.fixture
