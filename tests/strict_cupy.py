@@ -255,6 +255,10 @@ def _index(key):
     for k in key:
         if isinstance(k, ndarray):
             k = k._a
+            if k.dtype == bool:
+                # CuPy sizes a boolean-mask selection (and scatters a masked assignment) by scanning
+                # the mask and reading its count back to the host: a synchronisation, as nonzero() is.
+                SYNCS.add("mask")
         elif isinstance(k, (np.ndarray, list)):
             UPLOADS.add("index")  # CuPy's _prepare_slice_list converts host index arrays with cupy.array
             k = np.asarray(k)

@@ -460,3 +460,13 @@ def test_a_host_leak_in_a_function_is_caught(patched, rng):
     assert leaky(host) == pytest.approx(float(fixed(cp.asarray(host))))
     with pytest.raises(TypeError, match="Unsupported type"):
         leaky(cp.asarray(host))
+
+
+def test_boolean_mask_indexing_is_a_synchronisation():
+    """Reading or writing through a boolean mask needs the mask's count on the host: one sync each."""
+    x = cp.asarray(np.arange(6.0))
+    cp.reset_counters()
+    y = x[x > 2]
+    x[x > 4] = 0.0
+    assert cp.SYNCS.kinds["mask"] == 2
+    assert float(y.sum()) == 3 + 4 + 5
