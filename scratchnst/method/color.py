@@ -30,7 +30,7 @@ statistics just matched, so it is left to the final conversion to ``uint8``.
 
 import numpy as np
 
-from scratchnst.backend import array_module
+from scratchnst.backend import array_module, to_numpy
 from scratchnst.errors import ScratchNSTError
 
 # NTSC YIQ (FCC 1953), the colour space the paper uses. Y is luma; I and Q are
@@ -353,6 +353,10 @@ def match_color_histogram(style, content, mode="chol", eps=1e-5):
         raise ScratchNSTError(f"eps must be >= 0, got {eps!r}")
     d_s, mu_s, cov_s = _color_statistics(style, eps)
     _, mu_c, cov_c = _color_statistics(content, eps)
+    # Checked explicitly, on the host (3x3: cheap): cupy.linalg does not raise
+    # LinAlgError on a singular matrix, it returns garbage.
+    if not all(np.linalg.eigvalsh(to_numpy(cov)).min() > 0 for cov in (cov_s, cov_c)):
+        raise ScratchNSTError("colour covariance is not positive definite (a grey or flat image?); use eps > 0")
     try:
         A = color_transfer_matrix(cov_s, cov_c, mode)
     except np.linalg.LinAlgError:

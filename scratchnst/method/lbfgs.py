@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from scratchnst.backend import array_module, to_float
+from scratchnst.backend import array_module, to_float, to_numpy
 from scratchnst.errors import ScratchNSTError
 from scratchnst.method.line_search import strong_wolfe
 
@@ -68,7 +68,16 @@ class LBFGS:
     If the direction is not a descent direction or its line search makes no
     progress, the history is cleared and the step retried along -g; the run stops
     (``converged``, with a message) only if that fails too.
+
+    Host reads (each a GPU synchronisation): an iteration makes
+    ``SYNCS_PER_ITERATION`` of its own (g'd, the new pair's three dot products in one
+    transfer, max|g|; the very first iteration one more, for |g|) and
+    ``SYNCS_PER_EVALUATION`` per line-search trial (its slope g'd), besides the
+    objective's own. Neither grows with the image or the number of layers.
     """
+
+    SYNCS_PER_ITERATION = 3
+    SYNCS_PER_EVALUATION = 1
 
     def __init__(self, history_size=10, *, c1=1e-4, c2=0.9, max_ls=25, tol_grad=1e-5,
                  tol_change=0.0, first_step=1.0):
@@ -150,12 +159,13 @@ class LBFGS:
 
         s = point.t * d
         y = point.g - self.g
-        sy = to_float(_dot(s, y))
+        xp = array_module(s)
+        sy, ss, yy = (float(v) for v in to_numpy(xp.stack([_dot(s, y), _dot(s, s), _dot(y, y)])))  # one transfer
         # Keep the pair only if s'y is clearly positive relative to |s| |y| (the cosine
         # of the angle between them above machine epsilon). The test must be scale-free:
         # comparing s'y with eps * y'y mixes units (x*g against g*g) and, with style
         # transfer's gradients of ~1e9 and steps of ~1e-9, rejected every pair.
-        norm_sy = math.sqrt(to_float(_dot(s, s)) * to_float(_dot(y, y)))
+        norm_sy = math.sqrt(ss * yy)
         if sy > np.finfo(self.x.dtype).eps * norm_sy:
             if len(self.s) == self.history_size:
                 del self.s[0], self.y[0], self.rho[0]
@@ -182,14 +192,16 @@ class LBFGS:
 
         ``s`` and ``y`` are stacked to ``(k, *x.shape)`` (k <= history_size, maybe
         0) so that the dict can go straight into ``np.savez`` after moving arrays
-        to the host.
+        to the host. ``rho`` stays a list of Python floats, as the iteration keeps it:
+        1 / s'y is decided on the host, and a list of floats is stored exactly (and
+        ``cupy.stack`` would refuse it).
         """
         xp = array_module(self.x)
         stack = (lambda v: xp.stack(v)) if self.s else (lambda v: xp.zeros((0,) + self.x.shape, self.x.dtype))
         return {
             "x": self.x, "f": self.f, "g": self.g,
             "s": stack(self.s), "y": stack(self.y),
-            "rho": xp.stack(self.rho) if self.rho else xp.zeros(0, self.x.dtype),
+            "rho": list(self.rho),
             "n_iter": self.n_iter, "n_evals": self.n_evals,
             "converged": self.converged, "message": self.message,
         }
@@ -199,7 +211,7 @@ class LBFGS:
         self.x, self.f, self.g = state["x"], float(state["f"]), state["g"]
         self.s = [si.copy() for si in state["s"]]
         self.y = [yi.copy() for yi in state["y"]]
-        self.rho = [ri.copy() for ri in state["rho"]]
+        self.rho = [float(ri) for ri in state["rho"]]  # a list, or an array from an older checkpoint
         if not len(self.s) == len(self.y) == len(self.rho) <= self.history_size:
             raise ScratchNSTError(
                 f"L-BFGS state has {len(self.s)} s, {len(self.y)} y, {len(self.rho)} rho "

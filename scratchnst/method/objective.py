@@ -17,7 +17,7 @@ layer, so one backward serves every layer (the chain rule is linear in the
 upstream gradients).
 """
 
-from scratchnst.backend import backend_name, to_backend, to_float
+from scratchnst.backend import backend_name, to_backend, to_numpy
 from scratchnst.errors import ScratchNSTError
 from scratchnst.method.costs import content_cost, gram, style_layer_cost, tv_cost
 from scratchnst.method.presets import check_weight, get_preset
@@ -188,18 +188,23 @@ class Objective:
             if grad:
                 # a layer may be both a content and a style layer: gradients add
                 grads[n] = grads[n] + self.beta * da if n in grads else self.beta * da
-        tv, dtv = (0.0, None) if self.tv_weight == 0 else tv_cost(x_net, grad)
+        tv, dtv = (None, None) if self.tv_weight == 0 else tv_cost(x_net, grad)
+        dx = self.net.backward(grads) if grad else None  # (3, H, W), queued before the host waits below
 
-        # One synchronisation point: every scalar crosses to the host here.
-        content, style, tv = to_float(content), to_float(style), to_float(tv)
+        # The one synchronisation: every scalar term crosses to the host in one transfer.
+        named = [("content", None, content), ("style", None, style)] + (
+            [("tv", None, tv)] if tv is not None else []
+        ) + [(kind, n, J) for kind, terms in layer_terms.items() for n, J in terms.items()]
+        values = to_numpy(self.net.xp.stack([self.net.xp.asarray(v, dtype=self.net.dtype) for _, _, v in named]))
+        host = {(kind, n): float(v) for (kind, n, _), v in zip(named, values)}
+        content, style, tv = host["content", None], host["style", None], host.get(("tv", None), 0.0)
         total = self.alpha * content + self.beta * style + self.tv_weight * tv
         self.terms = {
             "content": content, "style": style, "tv": tv, "total": total,
-            "layers": {k: {n: to_float(J) for n, J in v.items()} for k, v in layer_terms.items()},
+            "layers": {kind: {n: host[kind, n] for n in terms} for kind, terms in layer_terms.items()},
         }
         if not grad:
             return total, None
-        dx = self.net.backward(grads)  # (3, H, W)
         if dtv is not None:
             dx = dx + self.tv_weight * dtv
         return total, to_backend(dx, backend_name(x), dtype=x.dtype)

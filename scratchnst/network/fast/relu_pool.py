@@ -76,9 +76,10 @@ def max_pool_forward(x):
     xp.maximum(out, corners[3], out=out)
     # Tie rule: the FIRST maximum in row-major order. Walk the corners backwards so
     # that an earlier corner that also equals the max overwrites a later one.
+    # xp.where, not a masked assignment: CuPy would read each mask's count back to the host.
     index = xp.full(out.shape, 3, dtype=np.uint8)
     for k in (2, 1, 0):
-        index[corners[k] == out] = k
+        index = xp.where(corners[k] == out, np.uint8(k), index)
     return out, PoolCache(tuple(x.shape), index)
 
 

@@ -150,6 +150,22 @@ def winograd_conv3x3(x, U, T, pad=1):
     return out
 
 
+_TILE_TRANSFORMS = {}  # (xp, m, dtype) -> (BB, AA): made and, on a GPU, uploaded once, not on every call
+
+
+def _tile_transforms(xp, T, dtype):
+    """The transforms as matrices over a tile's flattened entries (the module docstring):
+
+        V[xi, nu] = sum_uv BT[xi, u] BT[nu, v] d[u, v]   ->  BB = kron(BT, BT)  (a^2, a^2)
+        Y[i, j]   = sum AT[i, xi] AT[j, nu] M[xi, nu]    ->  AA = kron(AT, AT)  (m^2, a^2)
+    """
+    key = (xp, T.m, np.dtype(dtype).str)
+    if key not in _TILE_TRANSFORMS:
+        BB, AA = np.kron(T.BT, T.BT), np.kron(T.AT, T.AT)
+        _TILE_TRANSFORMS[key] = (xp.asarray(BB, dtype=dtype), xp.asarray(AA, dtype=dtype))
+    return _TILE_TRANSFORMS[key]
+
+
 class _Band:
     """The working buffers of one band of tile rows, reused for every band of a layer.
 
@@ -164,10 +180,7 @@ class _Band:
         self.V = xp.empty(a * a * C * tiles, dtype=dtype)  # B^T d B
         self.M = xp.empty(a * a * O * tiles, dtype=dtype)  # U[k] @ V[k]
         self.Y = xp.empty(m * m * O * tiles, dtype=dtype)  # A^T M A
-        # The transforms as matrices over a tile's flattened entries (the module docstring):
-        # V[xi, nu] = sum_uv BT[xi, u] BT[nu, v] d[u, v], and Y[i, j] = sum AT[i, xi] AT[j, nu] M[xi, nu]
-        self.BB = xp.asarray(np.kron(T.BT, T.BT), dtype=dtype)  # (a^2, a^2)
-        self.AA = xp.asarray(np.kron(T.AT, T.AT), dtype=dtype)  # (m^2, a^2)
+        self.BB, self.AA = _tile_transforms(xp, T, dtype)
         self.threads = transform_threads(xp)
 
     def run(self, xpad, U, out):
@@ -206,12 +219,14 @@ def _keep_exact_zeros(x, out, pad):
     (the receptive field of a unit is the support of its input gradient,
     ``tests/test_visualize.py``), so they are restored here: a pixel mask of where
     any channel is nonzero, dilated by the 3x3 window. It costs one reduction over
-    the input, and nothing more when every pixel has a nonzero channel (dense
-    activations and gradients, the usual case).
+    the input, and on NumPy nothing more when every pixel has a nonzero channel
+    (dense activations and gradients, the usual case). On a GPU that test would
+    make the host wait for the device, once per convolution; applying the mask
+    always is cheaper there than the wait.
     """
     xp = array_module(x)
     nonzero = x.any(axis=0)  # (H, W)
-    if bool(nonzero.all()):
+    if xp is np and nonzero.all():
         return out
     H, W = nonzero.shape
     Ho, Wo = out.shape[1:]
