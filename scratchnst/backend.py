@@ -26,20 +26,26 @@ def _import_cupy():
         import cupy
     except ImportError:
         raise ScratchNSTError(
-            "backend 'cupy' needs CuPy, which is not installed: "
-            "pip install 'scratchnst[gpu]' (or use backend='numpy' / --device cpu)"
+            "the GPU needs CuPy, which is not installed: pip install 'scratchnst[cuda12]' or "
+            "'scratchnst[cuda13]', as nvidia-smi's CUDA Version says (or use --device cpu / backend='numpy')"
         ) from None
     try:
         n = cupy.cuda.runtime.getDeviceCount()
-    except Exception as e:  # CUDA driver missing or broken
-        raise ScratchNSTError(
-            f"backend 'cupy': CuPy is installed but no CUDA device is usable ({e}); "
-            "use backend='numpy' / --device cpu"
-        ) from None
+    except Exception as e:  # noqa: BLE001 -- whatever CUDA raises, the user gets one line
+        raise ScratchNSTError(_cuda_failure(e)) from None
     if n < 1:
-        raise ScratchNSTError("backend 'cupy': no CUDA device found; use backend='numpy'")
+        raise ScratchNSTError("CuPy and the CUDA driver are installed but there is no CUDA device; use --device cpu")
     _cupy = cupy
     return cupy
+
+
+def _cuda_failure(e):
+    """One line for a CUDA runtime error at start-up: which of driver or device is missing."""
+    text = " ".join(str(e).split())
+    if "driver" in text.lower() or "libcuda" in text.lower():  # cudaErrorInsufficientDriver, no libcuda.so
+        return (f"CuPy is installed but the NVIDIA driver is missing or older than its CUDA ({text}); "
+                "install or update the driver, or use --device cpu")
+    return f"CuPy is installed but no CUDA device is usable ({text}); use --device cpu"
 
 
 def get_xp(backend="numpy"):
