@@ -180,3 +180,29 @@ def test_synthesis_on_the_device_matches_numpy(strict_xp):
     r_h, h_h = reconstruct(host, image, "relu1_1", steps=2)
     np.testing.assert_allclose(to_numpy(r), r_h, rtol=1e-8, atol=1e-8)
     np.testing.assert_allclose(h, h_h, rtol=1e-8)
+
+
+# ------------------------------------------------------------------ memory
+
+
+def test_the_gpu_estimate_counts_the_gpu_bands():
+    from scratchnst.network.fast.bands import BAND_BYTES
+    from scratchnst.transfer import estimate
+
+    assert estimate.gpu_band_bytes(1024, 1024) == 2 * BAND_BYTES["cupy"]  # capped at two full bands
+    assert estimate.gpu_band_bytes(32, 32) < 2 * BAND_BYTES["numpy"]  # a small image needs small buffers
+    # conv1_2 at 64 x 64: a 9 * 64-channel im2col, the largest buffer at that size
+    assert estimate.gpu_band_bytes(64, 64) == 2 * 9 * 64 * 64 * 64 * 4
+    gpu = estimate.memory_bytes(1024, 1024, device="gpu")
+    cpu = estimate.memory_bytes(1024, 1024)
+    assert gpu - cpu == estimate.weight_bytes() + 2 * BAND_BYTES["cupy"] - estimate.BASE_BYTES - estimate.BAND_BYTES
+
+
+def test_a_run_that_does_not_fit_the_gpu_is_refused_up_front(strict_xp, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(strict_xp.cuda.runtime, "free_bytes", 1 << 30)  # 1 GiB free on the device
+    out = tmp_path / "o.png"
+    code = main(["stylize", "chelsea", "starry_night", "-o", str(out), "--size", "1024", "--device", "gpu",
+                 "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "GPU memory" in err and "--size" in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []

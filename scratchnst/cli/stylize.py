@@ -141,7 +141,8 @@ def preflight(settings, content_shape, force=False, quiet=False):
     itemsize = 4 if settings.dtype == "float32" else 8
     deepest = architecture.deepest(list(settings.content_layers) + list(settings.style_layers))
     images_kept = 2 * settings.history + 6 if settings.optimizer == "lbfgs" else 6
-    need = estimate.memory_bytes(H, W, itemsize=itemsize, deepest=deepest, optimizer_images=images_kept)
+    need = estimate.memory_bytes(H, W, itemsize=itemsize, deepest=deepest, optimizer_images=images_kept,
+                                 device=settings.device)
     if settings.device == "gpu":
         have = device_memory_bytes()
         where = "GPU memory"

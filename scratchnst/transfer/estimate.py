@@ -62,7 +62,27 @@ def kernel_cache_bytes(deepest="relu5_1", itemsize=4, m=4):
     )
 
 
-def memory_bytes(H, W, *, itemsize=4, deepest="relu5_1", optimizer_images=0, conv="winograd"):
+def weight_bytes(itemsize=4):
+    """The 16 convolutions' kernels and biases, as the network holds them (all of them, whatever the depth)."""
+    return itemsize * sum(c_out * c_in * 9 + c_out for c_out, c_in in CONV_CHANNELS.values())
+
+
+def gpu_band_bytes(H, W, deepest="relu5_1", itemsize=4):
+    """Two of the largest working buffer any fast convolution allocates on the GPU.
+
+    A band's buffer is the layer's whole im2col (9 C values per output pixel) or
+    Winograd tile buffers (about 2.25 (2 C + O) + O values per output pixel, F(4x4)),
+    capped at ``BAND_BYTES["cupy"]`` (:mod:`scratchnst.network.fast.bands`); CuPy's
+    memory pool keeps a freed buffer for the next layer, so two are counted.
+    """
+    from scratchnst.network.fast.bands import BAND_BYTES as GPU_BANDS
+
+    largest = max(max(9 * c_in, 2.25 * (2 * c_in + c_out) + c_out) * h * w * itemsize
+                  for _, c_in, c_out, h, w in layer_shapes(H, W, deepest))
+    return 2 * min(largest, GPU_BANDS["cupy"])
+
+
+def memory_bytes(H, W, *, itemsize=4, deepest="relu5_1", optimizer_images=0, conv="winograd", device="cpu"):
     """Estimated peak bytes of one forward + backward pass, plus optimizer state.
 
     The forward pass keeps one activation per conv layer (its ReLU runs in place)
@@ -72,13 +92,21 @@ def memory_bytes(H, W, *, itemsize=4, deepest="relu5_1", optimizer_images=0, con
     ``conv="winograd"`` (the default) adds :func:`kernel_cache_bytes`.
     Against benchmarks/bench_cpu.py's peak RSS: within 20% at 256, 512 and 1024 px,
     erring high, the safe side for refusing a run.
+
+    ``device="gpu"`` estimates the device's memory instead: no interpreter or
+    host libraries, but the weights (:func:`weight_bytes`) and the GPU's much
+    larger band buffers (:func:`gpu_band_bytes`). Not yet checked against a
+    GPU's measured pool peak (benchmarks/gpu_check.sh records it where a GPU is lent).
     """
     shapes = layer_shapes(H, W, deepest)
     kept = sum(c_out * h * w for _, _, c_out, h, w in shapes)  # conv/ReLU outputs
     kept += sum(c_out * h * w // 4 for _, _, c_out, h, w in shapes)  # pools (an upper bound)
     image = 3 * H * W
     kernels = kernel_cache_bytes(deepest, itemsize) if conv == "winograd" else 0
-    return BASE_BYTES + BAND_BYTES + kernels + itemsize * (1.75 * kept + optimizer_images * image)
+    arrays = kernels + itemsize * (1.75 * kept + optimizer_images * image)
+    if device == "gpu":
+        return weight_bytes(itemsize) + gpu_band_bytes(H, W, deepest, itemsize) + arrays
+    return BASE_BYTES + BAND_BYTES + arrays
 
 
 def matmul_gflops(n=768, repeats=3, dtype=np.float32):
