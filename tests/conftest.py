@@ -52,6 +52,16 @@ def use_strict_cupy(monkeypatch):
     return strict_cupy
 
 
+@pytest.fixture(params=[p for p in _backends() if p.values[0] != "numpy"])
+def device_xp(request, monkeypatch):
+    """The GPU's array module: the strict stand-in everywhere, and real CuPy where a CUDA device is present."""
+    if request.param == "strict":
+        return use_strict_cupy(monkeypatch)
+    import cupy
+
+    return cupy
+
+
 @pytest.fixture
 def strict_xp(monkeypatch):
     """The strict stand-in for CuPy alone (for tests of the GPU path that need no NumPy twin)."""
