@@ -28,6 +28,7 @@ streams, several devices, ``cupy.random`` (scratchnst draws on the host).
 import collections
 import numbers
 import sys
+import time
 import types
 
 import numpy as np
@@ -593,7 +594,26 @@ class _Stream:
         SYNCS.add("synchronize")
 
 
+class _Event:
+    """``cupy.cuda.Event``: here the host's clock at ``record()``, since nothing runs asynchronously."""
+
+    def __init__(self, *args, **kwargs):
+        self.t = None
+
+    def record(self, stream=None):
+        self.t = time.perf_counter()
+
+    def synchronize(self):
+        SYNCS.add("synchronize")
+
+
+def _get_elapsed_time(start, end):
+    """``cupy.cuda.get_elapsed_time``: milliseconds between two recorded events."""
+    return (end.t - start.t) * 1e3
+
+
 _Stream.null = _Stream()
 cuda = types.SimpleNamespace(
-    runtime=_Runtime(), Device=_Device, Stream=_Stream, get_current_stream=lambda: _Stream.null
+    runtime=_Runtime(), Device=_Device, Stream=_Stream, get_current_stream=lambda: _Stream.null,
+    Event=_Event, get_elapsed_time=_get_elapsed_time,
 )

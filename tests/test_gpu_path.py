@@ -8,6 +8,10 @@ gets (an image, a checkpoint, a resume, a figure) against the NumPy path, and ho
 often the host waits for the device (the synchronisation budget).
 """
 
+import re
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 from helpers import LAYERS_USED  # tests/ is on sys.path (pytest rootdir conftest)
@@ -19,6 +23,8 @@ from scratchnst.files.images import bundled_image, load_image
 from scratchnst.method.lbfgs import LBFGS
 from scratchnst.transfer.loop import stylize
 from scratchnst.transfer.settings import Settings
+
+TUTORIALS = Path(__file__).resolve().parent.parent / "tutorials"
 
 
 def ran_on_the_device(xp):
@@ -213,3 +219,44 @@ def test_a_run_that_does_not_fit_the_gpu_is_refused_up_front(strict_xp, monkeypa
     err = capsys.readouterr().err
     assert code == 2 and "GPU memory" in err and "--size" in err and err.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ tutorial 06
+
+
+def test_tutorial_06_runs_its_gpu_cells_on_the_device(strict_xp, monkeypatch, tmp_path, capsys):
+    """Tutorial 06's code, run with a "GPU" present: its CuPy cells (events, stream syncs, the profiler's
+    benchmark) go through the stand-in, and the CuPy results it prints agree with NumPy's."""
+    import sys
+    import types
+
+    sys.path.insert(0, str(TUTORIALS))
+    from build import parse_percent
+
+    def benchmark(fn, args, n_repeat=1, n_warmup=0):  # cupyx.profiler.benchmark's result, timed on the host
+        times = []
+        for _ in range(n_warmup):
+            fn(*args)
+        for _ in range(n_repeat):
+            t = time.perf_counter()
+            fn(*args)
+            times.append(time.perf_counter() - t)
+        return types.SimpleNamespace(gpu_times=np.array(times), cpu_times=np.array(times))
+
+    profiler = types.SimpleNamespace(benchmark=benchmark)
+    monkeypatch.setitem(sys.modules, "cupyx", types.SimpleNamespace(profiler=profiler))
+    monkeypatch.setitem(sys.modules, "cupyx.profiler", profiler)
+    monkeypatch.setenv("SCRATCHNST_TUTORIAL_SIZE", "small")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.chdir(TUTORIALS)
+    cells = parse_percent((TUTORIALS / "src" / "06_gpu_with_cupy.py").read_text())
+    namespace = {"__name__": "tutorial_06"}
+    for cell in cells:
+        if cell.cell_type == "code":
+            exec(compile(cell.source, "06_gpu_with_cupy", "exec"), namespace)  # noqa: S102 -- our own tutorial
+    out = capsys.readouterr().out
+    assert namespace["GPU"] is True
+    assert "GPU available: True" in out and "CUDA events: median" in out and "cupyx.profiler.benchmark" in out
+    assert ("cupy", "float32") in namespace["timings"] and ran_on_the_device(strict_xp)
+    match = re.search(r"cupy vs numpy: J (\S+) vs (\S+),", out)
+    assert match and abs(float(match[1]) / float(match[2]) - 1) < 1e-4, out[:2000]
