@@ -26,7 +26,7 @@ def _import_cupy():
         import cupy
     except ImportError:
         raise ScratchNSTError(
-            "the GPU needs CuPy, which is not installed: pip install 'scratchnst[cuda12]' or "
+            "the GPU (backend 'cupy') needs CuPy, which is not installed: pip install 'scratchnst[cuda12]' or "
             "'scratchnst[cuda13]', as nvidia-smi's CUDA Version says (or use --device cpu / backend='numpy')"
         ) from None
     try:
