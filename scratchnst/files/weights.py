@@ -19,6 +19,8 @@ from scratchnst.network.vgg import DEFAULT_CONV, POOLING, VGG19
 
 FORMAT = "scratchnst-vgg19"
 FORMAT_VERSION = 1
+# Every VGG19 convolution is 3x3 (architecture.py's docstring): kernel (O, C, 3, 3) per layer.
+KERNEL_SHAPES = {name: (o, c, 3, 3) for name, (o, c) in CONV_CHANNELS.items()}
 
 ENV_WEIGHTS = "SCRATCHNST_WEIGHTS"
 BUNDLED = Path(__file__).resolve().parents[2] / "weights" / "vgg19.h5"  # the repository's weights/
@@ -50,6 +52,8 @@ def weights_path(path=None):
         raise ScratchNSTError(f"weights file not found: {path}; {FETCH_HINT}")
     if path.is_dir():
         raise ScratchNSTError(f"weights path is a directory, not a file: {path}")
+    if not path.is_file():  # a FIFO or a device: opening it could block forever
+        raise ScratchNSTError(f"weights path {path} is not a regular file")
     return path
 
 
@@ -81,6 +85,66 @@ def load_weights(path=None):
         raise ScratchNSTError(f"weights file {path} is corrupt: {e}") from None
 
 
+def _preprocessing(f, path):
+    """The file's :class:`Preprocessing`, checked: a zero scale or std would divide by zero mid-run."""
+    prep = Preprocessing(
+        channel_order=_attr_str(f.attrs["channel_order"]),
+        scale=float(f.attrs["scale"]),
+        mean=tuple(float(m) for m in f.attrs["mean"]),
+        std=tuple(float(s) for s in f.attrs["std"]),
+    )
+    if prep.channel_order not in ("RGB", "BGR") or len(prep.mean) != 3 or len(prep.std) != 3:
+        raise ScratchNSTError(f"{path}: bad preprocessing attributes {prep}")
+    for name, values in (("scale", (prep.scale,)), ("mean", prep.mean), ("std", prep.std)):
+        if not all(np.isfinite(values)) or (name != "mean" and min(values) <= 0):
+            shown = values[0] if name == "scale" else values
+            raise ScratchNSTError(f"{path}: preprocessing {name} {shown} must be finite"
+                                  f"{'' if name == 'mean' else ' and positive'}")
+    return prep
+
+
+def _read(g, name, shape, kinds, what):
+    """Dataset ``g[name]``, read only once its declared shape and dtype are VGG19's.
+
+    h5py reads the shape and dtype from the file's header without touching the data,
+    so a file of a few kB declaring a dataset of terabytes costs nothing here.
+    """
+    import h5py
+
+    ds = g.get(name)
+    if not isinstance(ds, h5py.Dataset):
+        raise ScratchNSTError(f"{what}/{name} is not a dataset")
+    if ds.shape != shape or ds.dtype.kind not in kinds:
+        expected = "integers" if kinds == "ui" else "floats"
+        raise ScratchNSTError(f"{what}/{name} is {ds.dtype} {ds.shape}, expected {expected} of shape {shape}: "
+                              "not VGG19's")
+    return ds[()]
+
+
+def _read_layer(f, name, path):
+    """(kernel (O, C, 3, 3), bias (O,)) of conv layer ``name``, shapes from VGG19's table."""
+    import h5py
+
+    g = f.get(name)
+    if not isinstance(g, h5py.Group):
+        raise ScratchNSTError(f"{path}: layer {name} is missing")
+    shape, what = KERNEL_SHAPES[name], f"{path}: {name}"
+    if "kernel" in g:
+        kernel = _read(g, "kernel", shape, "f", what)
+    elif "kernel_codes" in g and "kernel_codebook" in g:
+        codebook = _read(g, "kernel_codebook", (256,), "f", what)
+        codes = _read(g, "kernel_codes", shape, "ui", what)
+        if codes.min() < 0 or codes.max() >= len(codebook):
+            raise ScratchNSTError(f"{what}/kernel_codes holds codes outside the codebook's 0..{len(codebook) - 1}")
+        kernel = codebook[codes]
+    else:
+        raise ScratchNSTError(f"{path}: layer {name} has neither kernel nor kernel_codes")
+    bias = _read(g, "bias", shape[:1], "f", what)
+    if not (np.isfinite(kernel).all() and np.isfinite(bias).all()):
+        raise ScratchNSTError(f"{path}: {name} holds NaN or inf")
+    return kernel, bias
+
+
 def _read_layout(f, path):
     fmt = _attr_str(f.attrs.get("format", ""))
     if fmt != FORMAT:
@@ -91,38 +155,8 @@ def _read_layout(f, path):
     version = int(f.attrs.get("format_version", -1))
     if version != FORMAT_VERSION:
         raise ScratchNSTError(f"{path}: weights format version {version} is not supported")
-    prep = Preprocessing(
-        channel_order=_attr_str(f.attrs["channel_order"]),
-        scale=float(f.attrs["scale"]),
-        mean=tuple(float(m) for m in f.attrs["mean"]),
-        std=tuple(float(s) for s in f.attrs["std"]),
-    )
-    if prep.channel_order not in ("RGB", "BGR") or len(prep.mean) != 3 or len(prep.std) != 3:
-        raise ScratchNSTError(f"{path}: bad preprocessing attributes {prep}")
-    params = {}
-    for name in CONV_LAYERS:
-        if name not in f:
-            raise ScratchNSTError(f"{path}: layer {name} is missing")
-        g = f[name]
-        if "kernel" in g:
-            kernel = g["kernel"][()]
-        elif "kernel_codes" in g and "kernel_codebook" in g:
-            codebook = g["kernel_codebook"][()]
-            if codebook.shape != (256,):
-                raise ScratchNSTError(f"{path}: {name}/kernel_codebook must have 256 entries")
-            kernel = codebook[g["kernel_codes"][()]]
-        else:
-            raise ScratchNSTError(f"{path}: layer {name} has neither kernel nor kernel_codes")
-        bias = g["bias"][()]
-        out_c, in_c = CONV_CHANNELS[name]
-        if kernel.ndim != 4 or kernel.shape[:2] != (out_c, in_c) or bias.shape != (out_c,):
-            raise ScratchNSTError(
-                f"{path}: {name} has kernel {kernel.shape} and bias {bias.shape}, "
-                f"expected ({out_c}, {in_c}, kh, kw) and ({out_c},)"
-            )
-        if not (np.isfinite(kernel).all() and np.isfinite(bias).all()):
-            raise ScratchNSTError(f"{path}: {name} holds NaN or inf")
-        params[name] = (kernel, bias)
+    prep = _preprocessing(f, path)
+    params = {name: _read_layer(f, name, path) for name in CONV_LAYERS}
     attrs = {k: (_attr_str(v) if isinstance(v, (bytes, str)) else v) for k, v in f.attrs.items()}
     return params, prep, attrs
 
