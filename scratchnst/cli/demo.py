@@ -1,7 +1,9 @@
 """``scratchnst demo``: the bundled photo in the style of the bundled painting.
 
 No arguments needed. The defaults are chosen to finish in under three minutes on
-a 2-core laptop CPU; every ``stylize`` option can still be given.
+a 2-core laptop CPU; every ``stylize`` option can still be given. A first run should
+leave a picture and its loss plot, nothing more: the demo writes a checkpoint only
+when it is stopped early (Ctrl-C, SIGTERM), and removes it once a run completes.
 """
 
 from scratchnst.cli.stylize import add_settings_arguments, run_stylize, settings_from_args
@@ -16,8 +18,9 @@ def add_arguments(p):
     p.add_argument("-o", "--output", default="scratchnst-demo.png", help="output image (scratchnst-demo.png)")
     p.add_argument("--content", default=CONTENT, help=f"content image ({CONTENT})")
     p.add_argument("--style", default=STYLE, help=f"style image ({STYLE})")
-    add_settings_arguments(p, defaults=DEMO)
+    add_settings_arguments(p, defaults=DEMO, keep_checkpoint=False)
 
 
 def run(args):
-    return run_stylize(settings_from_args(args, args.content, [args.style]), args.output, args)
+    settings = None if args.resume else settings_from_args(args, args.content, [args.style])
+    return run_stylize(settings, args.output, args, keep_checkpoint=False)

@@ -5,10 +5,14 @@ Each subcommand is a module of this folder that provides two functions:
     add_arguments(parser)   # fill an argparse sub-parser
     run(args) -> int        # do the work, return the exit status
 
-This file only dispatches, and turns every :class:`ScratchNSTError` into one line on
-stderr and exit status 2, so bad input never shows a traceback. Only the module of
-the command that runs is imported: ``scratchnst --help`` and ``scratchnst convert``
-never load the network, matplotlib or tqdm.
+This file only dispatches, and turns every :class:`ScratchNSTError` and every
+MemoryError into one line on stderr and exit status 2, so bad input never shows a
+traceback; a message is kept to one line even when it quotes a file name with a
+line break in it. Ctrl-C exits 130 and SIGTERM, which raises
+:class:`~scratchnst.files.atomic.Terminated` here instead of killing the process
+mid-write, exits 143: a run saves its image and checkpoint on either first. Only
+the module of the command that runs is imported: ``scratchnst --help`` and
+``scratchnst convert`` never load the network, matplotlib or tqdm.
 """
 
 import argparse
@@ -17,6 +21,7 @@ import sys
 
 from scratchnst import __version__
 from scratchnst.errors import ScratchNSTError
+from scratchnst.files.atomic import Terminated, sigterm_interrupts
 
 # name -> (module, one-line help). Modules are imported only when their command runs.
 COMMANDS = {
@@ -31,7 +36,12 @@ class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (and exit status 2), like every other error."""
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {on_one_line(message)} (see {self.prog} --help)\n")
+
+
+def on_one_line(message):
+    """``message`` on one line: line breaks (from a file name, say) shown as ``\\n``, ``\\r``."""
+    return str(message).strip().replace("\r", "\\r").replace("\n", "\\n")
 
 
 def build_parser(command=None):
@@ -62,13 +72,18 @@ def main(argv=None):
         parser.print_help()
         return 2
     try:
-        return importlib.import_module(args._module).run(args) or 0
+        with sigterm_interrupts():
+            return importlib.import_module(args._module).run(args) or 0
     except ScratchNSTError as e:
-        print(f"scratchnst: error: {e}", file=sys.stderr)
+        print(f"scratchnst: error: {on_one_line(e)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except MemoryError as e:
+        detail = f" ({on_one_line(e)})" if str(e) else ""
+        print(f"scratchnst: error: out of memory{detail}; try a smaller --size", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:
         print("scratchnst: interrupted", file=sys.stderr)
-        return 130
+        return 143 if isinstance(e, Terminated) else 130
 
 
 if __name__ == "__main__":

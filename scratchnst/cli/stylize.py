@@ -4,22 +4,27 @@
     scratchnst stylize --resume out.ckpt.npz -o out.png      # continue a stopped run
 
 Writes ``out.png`` (settings and seed in its PNG metadata), ``out.losses.png``
-(the loss curve) and ``out.ckpt.npz`` (a checkpoint to ``--resume`` from).
+(the loss curve) and ``out.ckpt.npz`` (a checkpoint to ``--resume`` from); which
+files, checked how and written in what order, is :mod:`scratchnst.cli.outputs`.
+
+With ``--resume`` the checkpoint's settings hold. Options that only say how to
+report and save (``--save-every``, ``--checkpoint-every``, ``--no-plot``,
+``--quiet``, ``--force``, ``--explain``) apply, ``--iterations`` may continue the run
+further, and any other setting given must equal the checkpoint's, or the command
+refuses in one line naming the option: a setting silently ignored would be a lie.
 """
 
 import argparse
-import json
+import dataclasses
 import math
 import sys
 import time
 
-from scratchnst import __version__
 from scratchnst.errors import ScratchNSTError
-from scratchnst.files.weights import weights_path
 from scratchnst.network import architecture
 from scratchnst.transfer.levels import scale_sizes
-from scratchnst.transfer.loop import load_inputs, output_path_for, stylize
-from scratchnst.transfer.settings import PRESERVE_COLOR, Settings
+from scratchnst.transfer.loop import load_inputs, stylize
+from scratchnst.transfer.settings import PRESERVE_COLOR, RESUMABLE, Settings, check_resume
 
 # ------------------------------------------------------------------ argument types
 
@@ -28,12 +33,25 @@ def _number(text, kind, what, positive=False):
     try:
         value = kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{what} must be a number, got {text!r}") from None
+        value = _whole_number(text, what) if kind is int else None
+        if value is None:
+            raise argparse.ArgumentTypeError(f"{what} must be a number, got {text!r}") from None
     if isinstance(value, float) and not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{what} must be finite, got {text!r}")
     if value < 0 or (positive and value == 0):
         raise argparse.ArgumentTypeError(f"{what} must be {'positive' if positive else 'non-negative'}, got {text!r}")
     return value
+
+
+def _whole_number(text, what):
+    """``1e3`` as 1000 for an integer option; None if ``text`` is no number at all."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(f"{what} must be a whole number, got {text!r}")
+    return int(value)
 
 
 def weight(text):
@@ -62,6 +80,19 @@ def weight_list(text):
 
 # ------------------------------------------------------------------ arguments
 
+# Settings field -> its option. Every one defaults to None, "not given", so that a
+# resumed run can tell a setting the user typed from a default (see the module's docstring).
+SETTING_OPTIONS = {
+    "size": "--size", "iterations": "--iterations", "optimizer": "--optimizer", "lr": "--lr",
+    "history": "--history", "scales": "--scales", "init": "--init", "noise_ratio": "--noise-ratio",
+    "seed": "--seed", "device": "--device", "dtype": "--dtype", "preset": "--preset",
+    "alpha": "--content-weight", "beta": "--style-weight", "tv_weight": "--tv-weight",
+    "content_layers": "--content-layers", "style_layers": "--style-layers",
+    "style_layer_weights": "--style-layer-weights", "style_blend": "--style-blend",
+    "style_scale": "--style-scale", "pooling": "--pooling", "preserve_color": "--preserve-color",
+    "weights": "--weights",
+}
+
 
 def add_arguments(p):
     p.add_argument("images", nargs="*", metavar="IMAGE",
@@ -70,85 +101,109 @@ def add_arguments(p):
     add_settings_arguments(p)
 
 
-def add_settings_arguments(p, defaults=None):
+def add_settings_arguments(p, defaults=None, keep_checkpoint=True):
+    """The options of a run; each setting's default (``defaults``, a :class:`Settings`) is applied by
+    :func:`settings_from_args`, so that argparse leaves None for an option not given. ``keep_checkpoint``
+    False (the demo): no periodic checkpoints unless asked, as :func:`run_stylize` keeps none."""
     d = defaults or Settings(content="", styles=[])
+    p.set_defaults(settings_defaults=d)
     g = p.add_argument_group("size and optimisation")
-    g.add_argument("--size", type=positive_int, default=d.size, help=f"long side of the output in pixels ({d.size})")
-    g.add_argument("--iterations", type=count, default=d.iterations, help=f"per scale ({d.iterations})")
-    g.add_argument("--optimizer", choices=("lbfgs", "adam"), default=d.optimizer, help=f"({d.optimizer})")
-    g.add_argument("--lr", type=positive_float, default=d.lr, help=f"Adam's step size in pixel units ({d.lr})")
-    g.add_argument("--history", type=positive_int, default=d.history, help=f"L-BFGS history size ({d.history})")
-    g.add_argument("--scales", type=count, default=d.scales,
-                   help="coarse-to-fine levels, each twice the last (1: single scale; 0: automatic)")
-    g.add_argument("--init", default=d.init,
-                   help="content, noise, blend (noise-ratio of noise in the content) or an image path")
-    g.add_argument("--noise-ratio", type=weight, default=d.noise_ratio, help=f"for --init blend ({d.noise_ratio})")
-    g.add_argument("--seed", type=count, default=d.seed, help=f"random seed; same seed, same image ({d.seed})")
-    g.add_argument("--device", choices=("cpu", "gpu"), default=d.device, help="gpu needs CuPy (scratchnst[gpu])")
-    g.add_argument("--dtype", choices=("float32", "float64"), default=d.dtype, help=f"({d.dtype})")
+    g.add_argument("--size", type=positive_int, help=f"long side of the output in pixels ({d.size})")
+    g.add_argument("--iterations", type=count,
+                   help=f"per scale ({d.iterations}); with --resume, more continue the run")
+    g.add_argument("--optimizer", choices=("lbfgs", "adam"), help=f"({d.optimizer})")
+    g.add_argument("--lr", type=positive_float, help=f"Adam's step size in pixel units ({d.lr})")
+    g.add_argument("--history", type=positive_int, help=f"L-BFGS history size ({d.history})")
+    g.add_argument("--scales", type=count,
+                   help=f"coarse-to-fine levels, each twice the last (1: single scale; 0: automatic) ({d.scales})")
+    g.add_argument("--init", help="content, noise, blend (noise-ratio of noise in the content) or an image path")
+    g.add_argument("--noise-ratio", type=weight, help=f"for --init blend ({d.noise_ratio})")
+    g.add_argument("--seed", type=count, help=f"random seed; same seed, same image ({d.seed})")
+    g.add_argument("--device", choices=("cpu", "gpu"), help="gpu needs CuPy (scratchnst[gpu])")
+    g.add_argument("--dtype", choices=("float32", "float64"), help=f"({d.dtype})")
     g = p.add_argument_group("the loss")
-    g.add_argument("--preset", default=d.preset,
-                   help="normalisation of the costs: gatys, course, jcjohnson, pytorch-tutorial (gatys)")
-    g.add_argument("--content-weight", "--alpha", dest="alpha", type=weight, default=None,
-                   help="alpha (the preset's default)")
-    g.add_argument("--style-weight", "--beta", dest="beta", type=weight, default=None,
-                   help="beta (the preset's default)")
-    g.add_argument("--tv-weight", type=weight, default=d.tv_weight, help=f"total variation weight ({d.tv_weight})")
-    g.add_argument("--content-layers", type=layer_list, default=d.content_layers, help="(relu4_2)")
-    g.add_argument("--style-layers", type=layer_list, default=d.style_layers, help="(relu1_1,...,relu5_1)")
-    g.add_argument("--style-layer-weights", type=weight_list, default=None,
-                   help="one weight per style layer (the preset's)")
-    g.add_argument("--style-blend", type=weight_list, default=None, help="one weight per style image (equal)")
-    g.add_argument("--style-scale", type=positive_float, default=d.style_scale,
-                   help="style image size relative to the output (1.0)")
-    g.add_argument("--pooling", choices=("max", "avg"), default=d.pooling, help=f"({d.pooling})")
-    g.add_argument("--preserve-color", choices=PRESERVE_COLOR, default=d.preserve_color,
+    g.add_argument("--preset", help="normalisation of the costs: gatys, course, jcjohnson, pytorch-tutorial (gatys)")
+    g.add_argument("--content-weight", "--alpha", dest="alpha", type=weight, help="alpha (the preset's default)")
+    g.add_argument("--style-weight", "--beta", dest="beta", type=weight, help="beta (the preset's default)")
+    g.add_argument("--tv-weight", type=weight, help=f"total variation weight ({d.tv_weight})")
+    g.add_argument("--content-layers", type=layer_list, help="(relu4_2)")
+    g.add_argument("--style-layers", type=layer_list, help="(relu1_1,...,relu5_1)")
+    g.add_argument("--style-layer-weights", type=weight_list, help="one weight per style layer (the preset's)")
+    g.add_argument("--style-blend", type=weight_list, help="one weight per style image (equal)")
+    g.add_argument("--style-scale", type=positive_float,
+                   help=f"style image size relative to the output ({d.style_scale})")
+    g.add_argument("--pooling", choices=("max", "avg"), help=f"({d.pooling})")
+    g.add_argument("--preserve-color", choices=PRESERVE_COLOR,
                    help="keep the content's colours: luminance-only transfer or style histogram matching")
-    g.add_argument("--weights", default=None, help="VGG19 weights file (the bundled weights/vgg19.h5)")
+    g.add_argument("--weights", help="VGG19 weights file (the bundled weights/vgg19.h5)")
     g = p.add_argument_group("output")
     g.add_argument("--save-every", type=count, default=0, help="write an intermediate image every N iterations")
-    g.add_argument("--checkpoint-every", type=count, default=25,
-                   help="save a checkpoint every N iterations (25; 0: only at the end of each scale)")
-    g.add_argument("--resume", default=None, help="continue the run saved in this checkpoint")
+    every, default = (25, "25; 0: only at the end of each scale") if keep_checkpoint else (
+        0, "0: only if the run stops early")
+    g.add_argument("--checkpoint-every", type=count, default=every,
+                   help=f"save a checkpoint every N iterations ({default})")
+    g.add_argument("--resume", default=None, metavar="CKPT",
+                   help="continue the run saved in this checkpoint: its settings hold; --iterations may be raised, "
+                        "the output options apply, other settings must match it")
     g.add_argument("--no-plot", action="store_true", help="do not write the loss plot")
     g.add_argument("--explain", action="store_true",
                    help="print the constant each preset puts in front of every layer, then run")
     g.add_argument("--force", action="store_true", help="run even if the memory estimate says it will not fit")
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--quiet", action="store_true", help="no progress bar and no estimate")
+
+
+def given_settings(args):
+    """{Settings field: value} of the setting options given on the command line."""
+    return {name: getattr(args, name) for name in SETTING_OPTIONS if getattr(args, name, None) is not None}
 
 
 def settings_from_args(args, content, styles):
-    return Settings(
-        content=content, styles=list(styles), style_blend=args.style_blend, size=args.size,
-        style_scale=args.style_scale, iterations=args.iterations, optimizer=args.optimizer, lr=args.lr,
-        history=args.history, preset=args.preset, alpha=args.alpha, beta=args.beta, tv_weight=args.tv_weight,
-        content_layers=args.content_layers, style_layers=args.style_layers,
-        style_layer_weights=args.style_layer_weights, pooling=args.pooling, init=args.init,
-        noise_ratio=args.noise_ratio, preserve_color=args.preserve_color, scales=args.scales, seed=args.seed,
-        device=args.device, dtype=args.dtype, weights=args.weights,
-    ).validate()
+    return dataclasses.replace(args.settings_defaults, content=content, styles=list(styles),
+                               **given_settings(args)).validate()
+
+
+def resumed_settings(checkpoint, args):
+    """The checkpoint's settings with what ``--resume`` may change; a conflicting option is refused by name."""
+    stored = Settings.from_dict(checkpoint["settings"])
+    given = given_settings(args)
+    for name, value in given.items():
+        if name not in RESUMABLE and value != getattr(stored, name):
+            raise ScratchNSTError(
+                f"{SETTING_OPTIONS[name]} {_shown(value)} differs from the checkpoint's "
+                f"{_shown(getattr(stored, name))}: --resume continues that run as it was set up "
+                "(only --iterations and the output options apply)"
+            )
+    settings = dataclasses.replace(stored, **{k: v for k, v in given.items() if k in RESUMABLE}).validate()
+    return check_resume(checkpoint, settings)
+
+
+def _shown(value):
+    return ",".join(str(v) for v in value) if isinstance(value, list) else str(value)
 
 
 # ------------------------------------------------------------------ checks before work
 
 
-def preflight(settings, content_shape, force=False, quiet=False):
-    """Print the memory and time estimate; refuse a run that would not fit in memory."""
+def preflight(settings, content_shape, style_shapes=(), force=False, quiet=False):
+    """Print the memory and time estimate; refuse a run that would not fit in memory, saying what to lower."""
     from scratchnst.backend import device_memory_bytes
     from scratchnst.transfer import estimate
 
     H, W = content_shape
     itemsize = 4 if settings.dtype == "float32" else 8
     deepest = architecture.deepest(list(settings.content_layers) + list(settings.style_layers))
-    images_kept = 2 * settings.history + 6 if settings.optimizer == "lbfgs" else 6
-    need = estimate.memory_bytes(H, W, itemsize=itemsize, deepest=deepest, optimizer_images=images_kept,
-                                 device=settings.device)
-    if settings.device == "gpu":
-        have = device_memory_bytes()
-        where = "GPU memory"
-    else:
-        have = estimate.available_memory_bytes()
-        where = "available memory"
+    # L-BFGS adds one (s, y) pair per iteration, so it never holds more pairs than a level's iterations.
+    kept = estimate.optimizer_images(settings.optimizer, min(settings.history, settings.iterations))
+    parts = {
+        "run": estimate.memory_bytes(H, W, itemsize=itemsize, deepest=deepest, optimizer_images=kept,
+                                     device=settings.device),
+        "styles": estimate.style_memory_bytes(style_shapes, itemsize=itemsize, deepest=deepest,
+                                              device=settings.device),
+        "history": (kept - estimate.optimizer_images(settings.optimizer, 0)) * 3 * H * W * itemsize,
+    }
+    need = max(parts["run"], parts["styles"])
+    have, where = (device_memory_bytes(), "GPU memory") if settings.device == "gpu" else (
+        estimate.available_memory_bytes(), "available memory")
     if not quiet:
         line = f"scratchnst: {W}x{H} px, estimated peak memory {need / 2**30:.1f} GiB"
         if settings.device == "cpu":
@@ -156,13 +211,34 @@ def preflight(settings, content_shape, force=False, quiet=False):
             evals = 1.25 if settings.optimizer == "lbfgs" else 1.0  # L-BFGS: some extra line-search evaluations
             total = per_iter * evals * settings.iterations * _scale_cost(settings)
             line += f", ~{per_iter * evals:.1f} s/iteration, ~{_duration(total)} in all (rough)"
-        print(line, file=sys.stderr)
+        print(line)
     if have is not None and need > 0.9 * have and not force:
-        smaller = int(settings.size * math.sqrt(0.9 * have / need) / 16) * 16
+        what = f"{W}x{H} px"
+        if parts["styles"] > parts["run"]:
+            h, w = max(style_shapes, key=lambda s: s[0] * s[1])
+            what += f" with a {w}x{h} px style image"
         raise ScratchNSTError(
-            f"{W}x{H} px needs about {need / 2**30:.1f} GiB but {have / 2**30:.1f} GiB of {where} is free; "
-            f"try --size {max(smaller, 64)} (or --force to try anyway)"
+            f"{what} needs about {need / 2**30:.1f} GiB but {have / 2**30:.1f} GiB of {where} is free; "
+            f"try {_what_to_lower(settings, parts, 0.9 * have, 3 * H * W * itemsize)} (or --force to try anyway)"
         )
+
+
+def _what_to_lower(settings, parts, budget, image_bytes):
+    """The option that brings the estimate under ``budget``: what is over it decides.
+
+    The style images when the run alone fits (``--style-scale``), else L-BFGS's history
+    when its images outweigh the rest of the run, else the size (which shrinks all).
+    """
+    if parts["run"] <= budget:
+        scale = float(f"{settings.style_scale * math.sqrt(budget / parts['styles']):.2g}")  # two digits
+        return f"--style-scale {scale:g}"
+    rest = parts["run"] - parts["history"]
+    if parts["history"] > rest:
+        fits = int((budget - rest) // (2 * image_bytes))  # each history entry keeps two images, s and y
+        if fits >= 1:
+            return f"--history {min(fits, settings.history - 1)}"
+    smaller = int(settings.size * math.sqrt(budget / parts["run"]) / 16) * 16
+    return f"--size {max(smaller, 64)}"
 
 
 def _scale_cost(settings):
@@ -179,15 +255,16 @@ def _duration(seconds):
 
 
 class Progress:
-    """A tqdm bar over all iterations of all levels, showing the loss terms."""
+    """A tqdm bar over all iterations of all levels, showing the loss terms; on a terminal only."""
 
     def __init__(self, settings, quiet):
         from tqdm import tqdm
 
         levels = len(scale_sizes(settings.size, settings.scales))
         self.per_level = settings.iterations
-        self.bar = tqdm(total=levels * settings.iterations, disable=quiet, unit="it", dynamic_ncols=True,
-                        file=sys.stderr)
+        # disable=None: no bar when stderr is not a terminal, so an error in a log is its one line
+        self.bar = tqdm(total=levels * settings.iterations, disable=True if quiet else None, unit="it",
+                        dynamic_ncols=True, file=sys.stderr)
 
     def level(self, level, n_levels, shape):
         self.bar.set_description(f"scale {level + 1}/{n_levels} {shape[1]}x{shape[0]}")
@@ -202,61 +279,46 @@ class Progress:
         self.bar.set_postfix(post, refresh=False)
         self.bar.update(0)
 
-    def close(self):
+    def close(self, failed=False):
+        """Close the bar; after an error, clear it, so that the error stands on its own line."""
+        self.bar.leave = not failed
         self.bar.close()
 
 
-def run_stylize(settings, output, args, resume=None):
-    """Shared by ``stylize`` and ``demo``: run, then write image, plot and checkpoint."""
-    from scratchnst.files import images
+def run_stylize(settings, output, args, keep_checkpoint=True):
+    """Shared by ``stylize`` and ``demo``: check everything, run, write image, plot and checkpoint.
+
+    Returns the exit status (:mod:`scratchnst.cli.outputs`). ``keep_checkpoint`` False
+    (the demo): a checkpoint only when the run stops early, removed once a run completes.
+    """
+    from scratchnst.cli.outputs import Outputs, input_paths
     from scratchnst.files.checkpoint import load_checkpoint
 
-    output = images.check_image_output(output)
-    ckpt = output_path_for(output, ".ckpt.npz")
-    plot = output_path_for(output, ".losses.png")
+    resume = None
     if args.resume:
         resume = load_checkpoint(args.resume)
-        settings = Settings.from_dict(resume["settings"]).validate()
-    # Bad files fail now, before the estimate and the progress bar.
-    weights_path(settings.weights)
+        settings = resumed_settings(resume, args)
+    outputs = Outputs(output, plot=not args.no_plot, snapshots=args.save_every > 0)
+    outputs.check(input_paths(settings, args.resume), resume=args.resume)  # before any work
     content, styles = load_inputs(settings)
     if args.explain:
         explain(settings, content.shape[:2])
-    preflight(settings, content.shape[:2], force=args.force, quiet=args.quiet)
-
-    def snapshot(level, it, rgb):
-        images.save_image(output_path_for(output, f".scale{level + 1}.iter{it:04d}.png"), rgb)
+    preflight(settings, content.shape[:2], [s.shape[:2] for s in styles], force=args.force, quiet=args.quiet)
 
     progress = Progress(settings, args.quiet)
     t0 = time.perf_counter()
     try:
         result = stylize(settings, inputs=(content, styles), resume=resume, on_iteration=progress.iteration,
-                         on_level=progress.level, checkpoint_path=ckpt, checkpoint_every=args.checkpoint_every,
-                         on_snapshot=snapshot, snapshot_every=args.save_every)
-    finally:
-        progress.close()
-    elapsed = time.perf_counter() - t0
-    metadata = {
-        "Software": f"scratchnst {__version__}",
-        "scratchnst:settings": json.dumps(result.settings.to_dict(), sort_keys=True),
-        "scratchnst:seed": str(result.settings.seed),
-        "scratchnst:iterations": str(result.iterations),
-    }
-    images.save_image(output, result.rgb, metadata=metadata)
-    wrote = [f"image {output}"]
-    if not args.no_plot and result.history["total"]:
-        from scratchnst.files.plot import plot_losses
-
-        plot_losses(result.history, plot)
-        wrote.append(f"loss plot {plot}")
-    wrote.append(f"checkpoint {ckpt}")
-    if result.interrupted:
-        print(f"scratchnst: interrupted; wrote {', '.join(wrote)}. Continue with: "
-              f"scratchnst stylize --resume {ckpt} -o {output}", file=sys.stderr)
-        return 130
-    final = result.history["total"][-1] if result.history["total"] else float("nan")
-    print(f"scratchnst: done in {_duration(elapsed)}, final loss {final:.4g}; wrote {', '.join(wrote)}")
-    return 0
+                         on_level=progress.level, checkpoint_path=outputs.checkpoint,
+                         checkpoint_every=args.checkpoint_every, on_snapshot=outputs.snapshot,
+                         snapshot_every=args.save_every, on_result=outputs.write, keep_checkpoint=keep_checkpoint)
+    except BaseException:
+        progress.close(failed=True)
+        raise
+    progress.close()
+    status, line = outputs.report(result, args.command, time.perf_counter() - t0)
+    print(line, file=sys.stderr if status else sys.stdout)
+    return status
 
 
 def explain(settings, shape):

@@ -261,7 +261,8 @@ def save_image(path, img, metadata=None):
     metadata : dict, optional
         For PNG, each item becomes a text chunk (values through ``str``), read back
         by :func:`read_png_metadata`. JPEG has no key-value text, so the dict is
-        stored as a JSON comment (COM segment) instead, for people to read.
+        stored as a JSON comment (COM segment) instead, for people to read; values
+        too long for its 64 KB are left out (:func:`_jpeg_comment`).
 
     Raises
     ------
@@ -284,11 +285,32 @@ def save_image(path, img, metadata=None):
         # halving the colour resolution of thin coloured strokes.
         options.update(quality=95, subsampling=0)
         if metadata:
-            options["comment"] = json.dumps({str(k): str(v) for k, v in metadata.items()})
+            options["comment"] = _jpeg_comment(metadata)
 
     pil = Image.fromarray(np.ascontiguousarray(img))
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         pil.save(f, format=fmt, **options)
+
+
+JPEG_COMMENT_BYTES = 65533  # a COM segment's 16-bit length counts its own two bytes
+
+
+def _jpeg_comment(metadata):
+    """``metadata`` as a JSON comment that fits one JPEG COM segment.
+
+    Very long settings (a dozen style images with long paths) would not fit, and the
+    image matters more than its notes: the longest values are left out until it fits,
+    and ``"omitted"`` names them (the run's checkpoint, or a PNG, keeps them all).
+    """
+    items = {str(k): str(v) for k, v in metadata.items()}
+    omitted = []
+    text = json.dumps(items)  # ASCII (non-ASCII is escaped), so characters are bytes
+    while len(text) > JPEG_COMMENT_BYTES:
+        longest = max(items, key=lambda k: len(items[k]))
+        omitted.append(longest)
+        del items[longest]
+        text = json.dumps({**items, "omitted": ", ".join(omitted)[:1000]})
+    return text
 
 
 def read_png_metadata(path):

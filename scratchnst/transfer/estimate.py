@@ -11,7 +11,8 @@ Both figures come from counting, not from running the network:
   the backward pass holds about as much again in gradients; the interpreter and
   the weights, and the fast convolution's bounded im2col bands, come on top
   (:data:`BASE_BYTES`, :data:`BAND_BYTES`, measured). Optimizer state (L-BFGS keeps
-  2 x history images) is added last.
+  2 x history images) is added last. Before the run, each style image passes
+  forward once (:func:`style_memory_bytes`); the peak is the larger of the two.
 
 The estimate is rough (within a factor of about 1.5 either way); its job is to
 refuse a run that cannot fit before it starts, and to set expectations.
@@ -107,6 +108,27 @@ def memory_bytes(H, W, *, itemsize=4, deepest="relu5_1", optimizer_images=0, con
     if device == "gpu":
         return weight_bytes(itemsize) + gpu_band_bytes(H, W, deepest, itemsize) + arrays
     return BASE_BYTES + BAND_BYTES + arrays
+
+
+def optimizer_images(optimizer, history):
+    """How many image-sized arrays an optimizer keeps: L-BFGS its 2 x ``history`` pairs and 6 more, Adam 6."""
+    return 2 * history + 6 if optimizer == "lbfgs" else 6
+
+
+def style_memory_bytes(style_shapes, *, itemsize=4, deepest="relu5_1", device="cpu"):
+    """Estimated peak bytes while the style targets are computed, before the first iteration.
+
+    Each style image (h, w) goes through the network once, forward only, one after
+    the other (:class:`scratchnst.Objective`), while all of them are held as loaded
+    (uint8) and as network inputs (``itemsize``). :func:`memory_bytes` of the largest,
+    which counts a backward pass too, errs high. A style image much larger than the
+    output (``--style-scale``) can need more memory than the whole run.
+    """
+    if not style_shapes:
+        return 0
+    inputs = sum(3 * h * w * (1 + itemsize) for h, w in style_shapes)
+    return inputs + max(memory_bytes(h, w, itemsize=itemsize, deepest=deepest, device=device)
+                        for h, w in style_shapes)
 
 
 def matmul_gflops(n=768, repeats=3, dtype=np.float32):

@@ -20,8 +20,16 @@ carries what passes from one to the next:
 3. :func:`after_iteration`, after every iteration: records the loss terms, reports
    progress, writes snapshots and periodic checkpoints.
 4. :func:`save_checkpoint_of` writes what :func:`resume_run` needs to continue exactly:
-   at the end of each level, every ``checkpoint_every`` iterations, and on Ctrl-C.
-5. :func:`finish` turns the last image into RGB (colour restored) and a :class:`Result`.
+   at the end of each level, every ``checkpoint_every`` iterations, and at the end.
+5. :func:`finish` turns the last image into RGB (colour restored) and a :class:`Result`,
+   hands it to the caller to write (``on_result``), then writes the final checkpoint.
+
+Stopping early. Ctrl-C, SIGTERM (as :class:`~scratchnst.files.atomic.Terminated`, where
+the caller has asked for it) and a file that cannot be written mid-run (a full disk)
+end the run after its last completed iteration, and :func:`finish` saves that as it
+saves a finished run. Every save (snapshots, checkpoints, the caller's image) runs
+with signals held (:func:`~scratchnst.files.atomic.signals_held`): a Ctrl-C during a
+save lets it finish, then stops the run.
 
 Pixel range: the optimisers work on an unconstrained image (see
 :mod:`scratchnst.method.optimize`); it is clipped to 0..255 only when written out.
@@ -39,10 +47,11 @@ import numpy as np
 from scratchnst.backend import to_backend, to_numpy
 from scratchnst.errors import ScratchNSTError
 from scratchnst.files import images
+from scratchnst.files.atomic import WriteError, interruption, signals_held
 from scratchnst.method.objective import Objective
 from scratchnst.method.optimize import minimize
 from scratchnst.transfer.levels import at_size, finish_rgb, initial_image, preserve_color_inputs, scale_sizes, upsample
-from scratchnst.transfer.settings import DEVICES, Settings
+from scratchnst.transfer.settings import DEVICES, Settings, check_resume
 
 TERMS = ("total", "content", "style", "tv")
 
@@ -53,7 +62,10 @@ class Result:
     settings: Settings
     history: dict  # per-iteration {"total": [...], "content": [...], "style": [...], "tv": [...], "level": [...]}
     iterations: int  # done at the final level
-    interrupted: bool = False
+    loss: float  # the loss of ``rgb``'s image (known even when no iteration ran)
+    interrupted: bool = False  # stopped by Ctrl-C or SIGTERM, during the run or while it was being saved
+    stopped_by: BaseException | None = None  # KeyboardInterrupt, Terminated or the WriteError that stopped it
+    checkpoint_error: str | None = None  # why the final checkpoint could not be written (one line)
 
 
 @dataclass(frozen=True)
@@ -66,6 +78,8 @@ class Hooks:
     snapshot_every: int = 0
     checkpoint_path: str | Path | None = None
     checkpoint_every: int = 0
+    on_result: Callable | None = None
+    keep_checkpoint: bool = True
 
 
 @dataclass
@@ -91,7 +105,7 @@ class Run:
     resume_state: dict | None = None  # optimizer state that ``first_level`` resumes from
     opt: object = None
     opt_level: int = 0
-    interrupted: bool = False
+    stopped_by: BaseException | None = None  # what ended the run early (see :class:`Result`)
 
 
 class Level(NamedTuple):
@@ -130,14 +144,17 @@ def start_run(settings, inputs=None):
                sizes=scale_sizes(settings.size, settings.scales), rng=np.random.default_rng(settings.seed))
 
 
-def resume_run(checkpoint, inputs=None):
-    """A :class:`Run` that continues from a checkpoint's state (its settings win).
+def resume_run(checkpoint, inputs=None, settings=None):
+    """A :class:`Run` that continues from a checkpoint's state.
 
-    The checkpoint's level is run again from its optimizer state: the rest of its
+    ``settings``: None takes the checkpoint's; else they may differ from them only as
+    :func:`~scratchnst.transfer.settings.check_resume` allows (more iterations). The
+    checkpoint's level is run again from its optimizer state: the rest of its
     iterations, or none if that level had finished, in which case the next level
     starts from its result upsampled, as in the uninterrupted run.
     """
-    run = start_run(Settings.from_dict(checkpoint["settings"]), inputs)
+    settings = Settings.from_dict(checkpoint["settings"]) if settings is None else settings
+    run = start_run(check_resume(checkpoint, settings), inputs)
     run.first_level = int(checkpoint["level"])
     run.history = {k: list(v) for k, v in checkpoint["history"].items()}
     run.rng.bit_generator.state = checkpoint["rng"]
@@ -180,7 +197,7 @@ def original_at(run, index):
 
 
 def run_level(run, index, hooks):
-    """Optimise level ``index``, then checkpoint it; on return ``run.opt`` holds its result.
+    """Optimise level ``index``, then checkpoint it (but the last); on return ``run.opt`` holds its result.
 
     The level starts from the resumed optimizer state if ``run`` was resumed at this
     level, else from :func:`~scratchnst.transfer.levels.initial_image` (level 0) or the
@@ -197,12 +214,16 @@ def run_level(run, index, hooks):
     if state is None:
         x0 = (initial_image(settings, net.preprocess(content), net, run.rng) if run.opt is None
               else upsample(run.opt.x, net, (3, H, W)))
-    result = minimize(level.objective.value_and_grad, x0, method=settings.optimizer, max_iter=settings.iterations,
-                      callback=partial(after_iteration, run, hooks, level), state=state,
-                      **optimizer_options(settings))
+    # Overflow to inf or NaN is reported in one line by after_iteration, not as NumPy warnings.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        result = minimize(level.objective.value_and_grad, x0, method=settings.optimizer,
+                          max_iter=settings.iterations, callback=partial(after_iteration, run, hooks, level),
+                          state=state, **optimizer_options(settings))
     check_finite(result.x)
     run.opt, run.opt_level = result.optimizer, index
-    save_checkpoint_of(run, hooks.checkpoint_path)
+    if index < len(run.sizes) - 1 and hooks.keep_checkpoint:  # the last level's is finish's
+        with signals_held():
+            save_checkpoint_of(run, hooks.checkpoint_path)
 
 
 def check_finite(x, what="image"):
@@ -243,10 +264,11 @@ def after_iteration(run, hooks, level, opt):
     run.history["level"].append(level.index)
     if hooks.on_iteration:
         hooks.on_iteration(level.index, len(run.sizes), opt.n_iter, parts)
-    if hooks.snapshot_every and hooks.on_snapshot and opt.n_iter % hooks.snapshot_every == 0:
-        hooks.on_snapshot(level.index, opt.n_iter, finish_rgb(run.net, opt.x, level.original, run.settings))
-    if hooks.checkpoint_every and opt.n_iter % hooks.checkpoint_every == 0:
-        save_checkpoint_of(run, hooks.checkpoint_path)
+    with signals_held():  # a Ctrl-C stops the run once these files are whole
+        if hooks.snapshot_every and hooks.on_snapshot and opt.n_iter % hooks.snapshot_every == 0:
+            hooks.on_snapshot(level.index, opt.n_iter, finish_rgb(run.net, opt.x, level.original, run.settings))
+        if hooks.checkpoint_every and opt.n_iter % hooks.checkpoint_every == 0:
+            save_checkpoint_of(run, hooks.checkpoint_path)
 
 
 # ------------------------------------------------------------------ 4. checkpoints
@@ -279,48 +301,87 @@ def output_path_for(base, suffix):
 # ------------------------------------------------------------------ 5. the end, and the whole run
 
 
-def finish(run):
-    """The :class:`Result` of ``run``: its last image as RGB uint8, at that image's level's size."""
-    rgb = finish_rgb(run.net, run.opt.x, original_at(run, run.opt_level), run.settings)
-    return Result(rgb=rgb, settings=run.settings, history=run.history, iterations=run.opt.n_iter,
-                  interrupted=run.interrupted)
+def finish(run, hooks=Hooks()):
+    """The :class:`Result` of ``run``, saved: ``hooks.on_result(result)`` first, then the final checkpoint.
+
+    The image is the last one of ``run`` as RGB uint8, at that image's level's size.
+    Signals are held from here to the end, so a Ctrl-C or SIGTERM while the result is
+    saved lets the saving finish and marks the result interrupted instead. A checkpoint
+    that cannot be written is reported in ``result.checkpoint_error``, after the caller
+    had the result. With ``hooks.keep_checkpoint`` False, a run that completes writes
+    no final checkpoint and removes the one at ``hooks.checkpoint_path``.
+    """
+    with signals_held() as held:
+        rgb = finish_rgb(run.net, run.opt.x, original_at(run, run.opt_level), run.settings)
+        result = Result(rgb=rgb, settings=run.settings, history=run.history, iterations=run.opt.n_iter,
+                        loss=float(run.opt.f), stopped_by=run.stopped_by,
+                        interrupted=isinstance(run.stopped_by, KeyboardInterrupt))
+        if hooks.on_result:
+            hooks.on_result(result)
+        _note_signal(result, held)
+        path = hooks.checkpoint_path
+        if path is not None and not hooks.keep_checkpoint and result.stopped_by is None:
+            Path(path).unlink(missing_ok=True)
+        elif path is not None:
+            try:
+                save_checkpoint_of(run, path)
+            except WriteError as e:
+                result.checkpoint_error = str(e)
+        _note_signal(result, held)
+    return result
+
+
+def _note_signal(result, held):
+    """A signal held while the result was saved marks it interrupted (unless something stopped it already)."""
+    if held and result.stopped_by is None:
+        result.interrupted, result.stopped_by = True, interruption(held[0])
+    held.clear()
 
 
 def stylize(settings, *, inputs=None, resume=None, on_iteration=None, on_level=None, checkpoint_path=None,
-            checkpoint_every=0, on_snapshot=None, snapshot_every=0):
+            checkpoint_every=0, on_snapshot=None, snapshot_every=0, on_result=None, keep_checkpoint=True):
     """Run style transfer; return a :class:`Result`.
 
     Parameters
     ----------
-    settings : Settings
+    settings : Settings or None
+        With ``resume``, None takes the checkpoint's settings; given, they may differ from
+        them only in more ``iterations`` (:func:`~scratchnst.transfer.settings.check_resume`).
     inputs : (content, [styles]) RGB uint8 arrays already loaded by :func:`load_inputs`, or None
     resume : dict or None
-        A checkpoint's state (:func:`scratchnst.files.checkpoint.load_checkpoint`); its
-        settings replace ``settings``.
+        A checkpoint's state (:func:`scratchnst.files.checkpoint.load_checkpoint`).
     on_iteration : callable(level, n_levels, iteration, terms) or None
         Called after every iteration with the weighted loss terms (for a progress bar).
     on_level : callable(level, n_levels, (H, W)) or None
         Called when a level starts.
     checkpoint_path, checkpoint_every : where and how often (in iterations) to save
-        the run; also saved at the end of each level and on Ctrl-C.
+        the run; also saved at the end of each level and at the end of the run.
     on_snapshot, snapshot_every : ``on_snapshot(level, iteration, rgb)`` every N iterations.
+    on_result : callable(result) or None
+        Called once with the :class:`Result`, before the final checkpoint is written and
+        with signals held: the place to write the image, so that it comes first.
+    keep_checkpoint : bool
+        False: checkpoints only when the run stops early (and every ``checkpoint_every``
+        iterations), and a run that completes removes the one at ``checkpoint_path``.
 
-    Ctrl-C (KeyboardInterrupt) ends the run early: the checkpoint is written and the
-    result, with ``interrupted=True``, holds the last completed iteration's image (at
-    that iteration's level's size). Between levels, that is the finished level's
+    Ctrl-C (KeyboardInterrupt, or its :class:`~scratchnst.files.atomic.Terminated`) or
+    a :class:`~scratchnst.files.atomic.WriteError` mid-run ends the run early: the
+    result, with ``stopped_by`` set (and ``interrupted=True`` for a signal), holds the
+    last completed iteration's image (at that iteration's level's size) and is saved
+    as a finished one is (:func:`finish`). Between levels, that is the finished level's
     result, and a resume starts the next level afresh (see :func:`save_checkpoint_of`).
     Before the first iteration of this process there is nothing new to save and the
-    KeyboardInterrupt propagates.
+    exception propagates.
     """
     hooks = Hooks(on_iteration=on_iteration, on_level=on_level, on_snapshot=on_snapshot,
-                  snapshot_every=snapshot_every, checkpoint_path=checkpoint_path, checkpoint_every=checkpoint_every)
-    run = resume_run(resume, inputs) if resume is not None else start_run(settings, inputs)
+                  snapshot_every=snapshot_every, checkpoint_path=checkpoint_path, checkpoint_every=checkpoint_every,
+                  on_result=on_result, keep_checkpoint=keep_checkpoint)
+    run = resume_run(resume, inputs, settings) if resume is not None else start_run(settings, inputs)
     try:
         for index in range(run.first_level, len(run.sizes)):
             run_level(run, index, hooks)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, WriteError) as e:
         if run.opt is None:
             raise
-        run.interrupted = True
-        save_checkpoint_of(run, hooks.checkpoint_path)
-    return finish(run)
+        run.stopped_by = e
+    return finish(run, hooks)

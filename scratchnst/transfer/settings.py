@@ -13,6 +13,8 @@ from scratchnst.method.objective import STYLE_LAYERS
 from scratchnst.network import architecture
 
 DEVICES = {"cpu": "numpy", "gpu": "cupy"}
+MAX_SIZE = 16384  # long side, in pixels, of the output and of the style images
+RESUMABLE = ("iterations",)  # the settings a resumed run may change
 INITS = ("content", "noise", "blend")
 PRESERVE_COLOR = ("none", "luminance", "histogram")
 
@@ -58,10 +60,13 @@ class Settings:
         """One-line errors for settings that cannot work, before any heavy work."""
         if not self.styles:
             raise ScratchNSTError("give at least one style image")
-        if not (isinstance(self.size, int) and 16 <= self.size <= 16384):
-            raise ScratchNSTError(f"size must be an integer from 16 to 16384 pixels, got {self.size!r}")
+        if not (isinstance(self.size, int) and 16 <= self.size <= MAX_SIZE):
+            raise ScratchNSTError(f"size must be an integer from 16 to {MAX_SIZE} pixels, got {self.size!r}")
         if not (self.style_scale > 0 and math.isfinite(self.style_scale)):
             raise ScratchNSTError(f"style scale must be a positive number, got {self.style_scale!r}")
+        if self.size * self.style_scale > MAX_SIZE:
+            raise ScratchNSTError(f"style scale {self.style_scale:g} makes the style images "
+                                  f"{self.size * self.style_scale:.0f} px; at most {MAX_SIZE} px")
         if not (isinstance(self.iterations, int) and self.iterations >= 0):
             raise ScratchNSTError(f"iterations must be a non-negative integer, got {self.iterations!r}")
         if self.optimizer not in ("lbfgs", "adam"):
@@ -76,6 +81,8 @@ class Settings:
             raise ScratchNSTError(f"noise ratio must be between 0 and 1, got {self.noise_ratio!r}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ScratchNSTError(f"learning rate must be a positive number, got {self.lr!r}")
+        if not (isinstance(self.history, int) and self.history >= 1):
+            raise ScratchNSTError(f"history must be a positive integer, got {self.history!r}")
         if not (isinstance(self.scales, int) and 0 <= self.scales <= 8):
             raise ScratchNSTError(f"scales must be an integer from 0 (auto) to 8, got {self.scales!r}")
         architecture.check_layers(list(self.content_layers) + list(self.style_layers))
@@ -88,7 +95,32 @@ class Settings:
     def to_dict(self):
         return dataclasses.asdict(self)
 
+    def changed_from(self, other):
+        """Names of the settings that differ from ``other``'s, but those :data:`RESUMABLE`."""
+        return [f.name for f in dataclasses.fields(self)
+                if f.name not in RESUMABLE and getattr(self, f.name) != getattr(other, f.name)]
+
     @classmethod
     def from_dict(cls, d):
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def check_resume(checkpoint, settings):
+    """Refuse ``settings`` that would not continue ``checkpoint``'s run; return them.
+
+    A resumed run keeps every setting of the checkpoint but the :data:`RESUMABLE` ones,
+    and its ``iterations`` (per level) cannot drop below what the checkpoint's level
+    has already done: more iterations continue the run.
+    """
+    stored = Settings.from_dict(checkpoint["settings"])
+    changed = settings.changed_from(stored)
+    if changed:
+        name = changed[0]
+        raise ScratchNSTError(f"{name} {getattr(settings, name)!r} differs from the checkpoint's "
+                              f"{getattr(stored, name)!r}; a resumed run keeps every setting but the iterations")
+    done, level = int(checkpoint["optimizer"]["n_iter"]), int(checkpoint["level"])
+    if settings.iterations < done:
+        raise ScratchNSTError(f"iterations {settings.iterations} is fewer than the {done} the checkpoint has "
+                              f"done at scale {level + 1}; give --iterations {done} or more")
+    return settings
