@@ -4,6 +4,11 @@ and by finite differences on their own.
 Floors: fast vs reference <= 1e-12 relative in float64 and <= 1e-4 in float32
 (rounding only: the same sums in another order); finite differences <= 1e-7 (float64).
 Timing is the benchmarks' business (benchmarks/), never a test's.
+
+The small cases have too few channels for Winograd to pay (``MIN_CHANNELS``), so without
+help the ``winograd`` and ``winograd2`` parametrisations would quietly repeat the GEMM's
+tests: the ``winograd_calls`` fixture lowers the threshold, as test_winograd.py's
+``every_layer`` does, and counts the Winograd convolutions, and each test asserts the count.
 """
 
 import numpy as np
@@ -16,17 +21,46 @@ from scratchnst.backend import to_numpy
 from scratchnst.network import layers as L
 from scratchnst.network.fast import gemm as F
 from scratchnst.network.fast import relu_pool as RP
+from scratchnst.network.fast import winograd as Wg
 from scratchnst.network.gradcheck import check_directional, check_vjp, rel_error
 from scratchnst.network.vgg import CONV_ALGORITHMS, REFERENCE_CONV
 
 FAST_CONVS = [name for name in CONV_ALGORITHMS if name != REFERENCE_CONV]
 FLOOR = {np.float64: 1e-12, np.float32: 1e-4}
+WINOGRAD_M = {"winograd": 4, "winograd2": 2}  # the tile size each algorithm must use, F(m x m, 3 x 3)
+
+
+def spy_on_winograd(monkeypatch):
+    """Count the calls of ``winograd_conv3x3``; returns the list of the tile size m of each call."""
+    calls, real = [], Wg.winograd_conv3x3
+
+    def spy(x, U, T, pad=1):
+        calls.append(T.m)
+        return real(x, U, T, pad)
+
+    monkeypatch.setattr(Wg, "winograd_conv3x3", spy)
+    return calls
+
+
+@pytest.fixture
+def winograd_calls(monkeypatch):
+    """Winograd for every 3x3 conv, however few channels, and the list of its calls (``spy_on_winograd``)."""
+    monkeypatch.setattr(Wg, "MIN_CHANNELS", {2: 1, 4: 1})
+    return spy_on_winograd(monkeypatch)
+
+
+def expected_winograd_calls(algo, C, O, k):
+    """Winograd convolutions in one forward and one input gradient: the forward for every 3x3 kernel; the
+    gradient too, unless the layer has so few input channels (9 C <= O) that it goes the col2im way."""
+    if algo not in WINOGRAD_M:
+        return []
+    return [WINOGRAD_M[algo]] * ((k == 3) + (k == 3 and 9 * C > O))
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("algo", FAST_CONVS)
 @pytest.mark.parametrize("C,H,W,O,k,pad", CONV_CASES + [(4, 9, 7, 5, 3, 1), (3, 10, 12, 2, 3, 1)])
-def test_fast_conv_matches_reference(rng, xp, bands, algo, dtype, C, H, W, O, k, pad):
+def test_fast_conv_matches_reference(rng, xp, bands, winograd_calls, algo, dtype, C, H, W, O, k, pad):
     forward, backward = CONV_ALGORITHMS[algo]
     x, w, b = conv_inputs(rng, xp, C, H, W, O, dtype, k)
     out, cache = forward(x, w, b, pad)
@@ -35,6 +69,7 @@ def test_fast_conv_matches_reference(rng, xp, bands, algo, dtype, C, H, W, O, k,
     dout = xp.asarray(rng.standard_normal(ref.shape), dtype=dtype)
     dx, dx_ref = backward(dout, cache), L.conv2d_backward_input(dout, ref_cache)
     assert dx.shape == x.shape and dx.dtype == dtype
+    assert winograd_calls == expected_winograd_calls(algo, C, O, k)
     errs = rel_error(out, ref), rel_error(dx, dx_ref)
     print(f"{algo} {np.dtype(dtype).name} conv {C}x{H}x{W} k={k} pad={pad}: fwd {errs[0]:.1e}, bwd {errs[1]:.1e}")
     assert max(errs) <= FLOOR[dtype], errs
@@ -42,13 +77,33 @@ def test_fast_conv_matches_reference(rng, xp, bands, algo, dtype, C, H, W, O, k,
 
 @pytest.mark.parametrize("algo", FAST_CONVS)
 @pytest.mark.parametrize("C,H,W,O,k,pad", CONV_CASES)
-def test_fast_conv_backward_gradcheck(rng, xp, bands, algo, C, H, W, O, k, pad):
+def test_fast_conv_backward_gradcheck(rng, xp, bands, winograd_calls, algo, C, H, W, O, k, pad):
     forward, backward = CONV_ALGORITHMS[algo]
     x, w, b = conv_inputs(rng, xp, C, H, W, O, np.float64, k)
     out, cache = forward(x, w, b, pad)
     dout = xp.asarray(rng.standard_normal(out.shape))
-    err = check_vjp(lambda z: forward(z, w, b, pad)[0], x, dout, backward(dout, cache))
+    dx = backward(dout, cache)
+    assert winograd_calls == expected_winograd_calls(algo, C, O, k)
+    err = check_vjp(lambda z: forward(z, w, b, pad)[0], x, dout, dx)
     assert err < 1e-7, err
+
+
+@pytest.mark.parametrize("algo", list(WINOGRAD_M))
+def test_winograd_from_min_channels_up(rng, monkeypatch, algo):
+    """With the real threshold: a layer of MIN_CHANNELS channels each side runs Winograd (and matches the
+    reference), one channel fewer runs the GEMM."""
+    m = WINOGRAD_M[algo]
+    forward, backward = CONV_ALGORITHMS[algo]
+    calls = spy_on_winograd(monkeypatch)
+    for C, expected in [(Wg.MIN_CHANNELS[m], [m, m]), (Wg.MIN_CHANNELS[m] - 1, [])]:
+        calls.clear()
+        x, w, b = conv_inputs(rng, np, C, 6, 5, C, np.float64)
+        out, cache = forward(x, w, b, 1)
+        ref, ref_cache = L.conv2d_forward(x, w, b, 1)
+        dout = rng.standard_normal(ref.shape)
+        dx = backward(dout, cache)
+        assert calls == expected, (C, calls)
+        assert max(rel_error(out, ref), rel_error(dx, L.conv2d_backward_input(dout, ref_cache))) <= FLOOR[np.float64]
 
 
 def test_fast_conv_keeps_only_what_backward_needs(rng):
@@ -132,14 +187,18 @@ def nets():
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("algo", FAST_CONVS)
-def test_fast_network_matches_reference(nets, rng, algo, dtype):
+def test_fast_network_matches_reference(nets, rng, monkeypatch, algo, dtype):
     """Style transfer's layers, odd image size: activations and the input gradient."""
     x = rng.uniform(-100, 100, (3, 37, 29))
     acts_ref = nets[REFERENCE_CONV, dtype].forward(x, LAYERS_USED)
     grads = {n: rng.standard_normal(a.shape).astype(dtype) for n, a in acts_ref.items()}
     g_ref = nets[REFERENCE_CONV, dtype].backward(grads)
+    calls = spy_on_winograd(monkeypatch)
     acts = nets[algo, dtype].forward(x, LAYERS_USED)
     g = nets[algo, dtype].backward(grads)
+    # The real threshold, 13 convs up to relu5_1: F(4x4) for all 12 but conv1_1 (3 input channels), forward
+    # and gradient; F(2x2) for the 10 with at least 128 channels each side (not conv1_x, conv2_1).
+    assert calls == {"winograd": [4] * 24, "winograd2": [2] * 20}.get(algo, []), calls
     fwd = max(rel_error(acts[n], acts_ref[n]) for n in LAYERS_USED)
     bwd = rel_error(g, g_ref)
     print(f"{algo} {dtype} VGG19 vs reference: forward {fwd:.1e}, backward {bwd:.1e}")

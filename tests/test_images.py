@@ -6,6 +6,7 @@ calling the code under test.
 """
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -506,6 +507,20 @@ def test_read_only_directory(tmp_path):
         assert list(ro.iterdir()) == []
     finally:
         ro.chmod(0o700)
+
+
+@pytest.mark.parametrize("directory", ["/proc", "/sys"])
+def test_directory_not_even_root_may_write(directory):
+    """The test above skips as root, and CI runs as root: no one, root included, may create a file in
+    /proc or /sys (the kernel's own file systems), so this case runs everywhere Linux does."""
+    if not os.path.isdir(directory):
+        pytest.skip(f"no {directory} here")
+    path = Path(directory) / f"scratchnst-test-{os.getpid()}.png"
+    with pytest.raises(ScratchNSTError) as err:
+        save_image(path, random_image())
+    assert_one_line_naming(err, path)
+    assert not path.exists()
+    assert not list(Path(directory).glob(f".{path.name}.*.tmp"))
 
 
 @pytest.mark.parametrize("name", ["out.bmp", "out", "out.png.tmp"])

@@ -150,6 +150,33 @@ def test_checker_catches_a_wrong_gradient(rng):
     assert check_vjp(lambda z: L.max_pool_forward(z)[0], x, dout, L.max_pool_backward(dout, wrong)) > 1e-2
 
 
+def test_checker_catches_a_wrong_relu_gradient(rng):
+    """A ReLU backward that forgets the mask, or masks by the sign of dout instead of x, fails the check."""
+    x = away_from_zero(rng, (3, 5, 4))
+    out, cache = L.relu_forward(x)
+    dout = rng.standard_normal(x.shape)
+    f = lambda z: L.relu_forward(z)[0]  # noqa: E731
+    assert check_vjp(f, x, dout, L.relu_backward(dout, cache)) < FLOOR
+    for wrong in (dout, dout * (dout > 0)):
+        assert check_vjp(f, x, dout, wrong) > 1e-2
+
+
+def test_checker_catches_a_wrong_avg_pool_gradient(rng):
+    """An average-pool backward without the 1/s^2, or that routes each window's gradient to one entry
+    as max pooling does, fails the check; so does one that spreads gradient onto the floored-off column."""
+    x = distinct(rng, (2, 6, 5))  # the last column is dropped by the floor
+    out, cache = L.avg_pool_forward(x)
+    dout = rng.standard_normal(out.shape)
+    f = lambda z: L.avg_pool_forward(z)[0]  # noqa: E731
+    dx = L.avg_pool_backward(dout, cache)
+    assert check_vjp(f, x, dout, dx) < FLOOR
+    first_entry = L.max_pool_backward(dout, L.PoolCache(x.shape, 2, np.zeros(out.shape, dtype=int)))
+    spilled = dx.copy()
+    spilled[:, :, -1] = dx[:, :, -2]  # gradient for inputs the forward never read
+    for wrong in (4 * dx, first_entry, spilled):
+        assert check_vjp(f, x, dout, wrong) > 1e-2
+
+
 def test_numerical_vjp_of_a_known_function():
     """The checker against a gradient worked out by hand: f(x) = x**3 has f' = 3x**2."""
     x = np.array([[0.5, -1.0], [2.0, 3.0]])

@@ -197,6 +197,19 @@ def test_wrong_gradients_are_caught():
     assert err_dir > 1e-4
 
 
+def test_wrong_content_gradients_are_caught():
+    """content_cost's checks can fail too: the 2 from the square forgotten, or the sign turned."""
+    rng = np.random.default_rng(10)
+    a, p = rng.standard_normal((4, 3, 5)), rng.standard_normal((4, 3, 5))
+    k = 0.37
+    num = numerical_grad(lambda z: content_cost(z, p, k)[0], a)
+    assert rel_error(content_cost(a, p, k)[1], num) < 1e-7
+    for what, wrong in [("k (a - p), no 2", k * (a - p)), ("2 k (p - a), sign turned", 2 * k * (p - a))]:
+        err = rel_error(wrong, num)
+        print(f"\n  content gradient {what}: relative error {err:.2e}")
+        assert err > 1e-1
+
+
 def test_shape_errors():
     with pytest.raises(ScratchNSTError, match="content_cost"):
         content_cost(np.zeros((2, 3, 3)), np.zeros((2, 3, 4)), 1.0)
