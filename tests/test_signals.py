@@ -19,6 +19,15 @@ from scratchnst.files.images import load_image
 RUN = ["stylize", "chelsea", "starry_night", "--size", "32", "--quiet"]
 
 
+@pytest.fixture(autouse=True)
+def ctrl_c_raises():
+    """SIGINT raises KeyboardInterrupt in these tests, even where the test run inherited it ignored
+    (a job started in the background by a non-interactive shell, as a CI runner may be)."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 def run_cli(capsys, *argv):
     code = main(list(argv))
     return code, capsys.readouterr().err.strip()
