@@ -264,10 +264,14 @@ def after_iteration(run, hooks, level, opt):
     run.history["level"].append(level.index)
     if hooks.on_iteration:
         hooks.on_iteration(level.index, len(run.sizes), opt.n_iter, parts)
+    snapshot = hooks.snapshot_every and hooks.on_snapshot and opt.n_iter % hooks.snapshot_every == 0
+    checkpoint = hooks.checkpoint_every and opt.n_iter % hooks.checkpoint_every == 0
+    if not (snapshot or checkpoint):
+        return  # nothing to write: no signal handlers to swap on this iteration
     with signals_held():  # a Ctrl-C stops the run once these files are whole
-        if hooks.snapshot_every and hooks.on_snapshot and opt.n_iter % hooks.snapshot_every == 0:
+        if snapshot:
             hooks.on_snapshot(level.index, opt.n_iter, finish_rgb(run.net, opt.x, level.original, run.settings))
-        if hooks.checkpoint_every and opt.n_iter % hooks.checkpoint_every == 0:
+        if checkpoint:
             save_checkpoint_of(run, hooks.checkpoint_path)
 
 
