@@ -15,7 +15,7 @@ from scratchnst.errors import ScratchNSTError
 from scratchnst.method.line_search import strong_wolfe
 
 
-def _dot(a, b):
+def dot(a, b):
     """<a, b> over all entries, as a 0-d array on a's device (no synchronisation)."""
     return a.ravel() @ b.ravel()  # (n,) x (n,) -> ()
 
@@ -117,12 +117,12 @@ class LBFGS:
             return -q
         a = [None] * len(self.s)
         for i in reversed(range(len(self.s))):  # newest to oldest
-            a[i] = self.rho[i] * _dot(self.s[i], q)
+            a[i] = self.rho[i] * dot(self.s[i], q)
             q -= a[i] * self.y[i]
-        gamma = _dot(self.s[-1], self.y[-1]) / _dot(self.y[-1], self.y[-1])
+        gamma = dot(self.s[-1], self.y[-1]) / dot(self.y[-1], self.y[-1])
         r = gamma * q  # H_0 q
         for i in range(len(self.s)):  # oldest to newest
-            b = self.rho[i] * _dot(self.y[i], r)
+            b = self.rho[i] * dot(self.y[i], r)
             r += (a[i] - b) * self.s[i]
         return -r
 
@@ -132,18 +132,18 @@ class LBFGS:
             return self.f
         for _attempt in range(2):  # the quasi-Newton direction, then -g
             d = self.direction()
-            gtd = to_float(_dot(self.g, d))
+            gtd = to_float(dot(self.g, d))
             if not gtd < 0:  # rounding in the history, or a zero gradient
                 self._clear_history()
                 continue
             if self.s:
                 t = 1.0
             else:
-                t = self.first_step / math.sqrt(to_float(_dot(self.g, self.g)))
+                t = self.first_step / math.sqrt(to_float(dot(self.g, self.g)))
 
             def phi(t, d=d):
                 f, g = fun(self.x + t * d)
-                return to_float(f), g, to_float(_dot(g, d))
+                return to_float(f), g, to_float(dot(g, d))
 
             point, n, _ = strong_wolfe(phi, self.f, gtd, t, self.c1, self.c2, self.max_ls)
             self.n_evals += n
@@ -160,7 +160,7 @@ class LBFGS:
         s = point.t * d
         y = point.g - self.g
         xp = array_module(s)
-        sy, ss, yy = (float(v) for v in to_numpy(xp.stack([_dot(s, y), _dot(s, s), _dot(y, y)])))  # one transfer
+        sy, ss, yy = (float(v) for v in to_numpy(xp.stack([dot(s, y), dot(s, s), dot(y, y)])))  # one transfer
         # Keep the pair only if s'y is clearly positive relative to |s| |y| (the cosine
         # of the angle between them above machine epsilon). The test must be scale-free:
         # comparing s'y with eps * y'y mixes units (x*g against g*g) and, with style
