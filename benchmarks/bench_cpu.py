@@ -7,6 +7,7 @@ gradient with respect to the image only. Run from the repository root:
     python benchmarks/bench_cpu.py                      # 256, 512, 1024 px
     python benchmarks/bench_cpu.py --sizes 256 --repeats 3 --no-torch
     python benchmarks/bench_cpu.py --sizes 256 512 --conv gemm winograd   # algorithms side by side
+    python benchmarks/bench_cpu.py --sizes 256 --concurrent 2            # two processes at once, each
 
 Every (size, implementation) is timed in a fresh child process, so its peak
 resident memory (``ru_maxrss``) is its own and not the high-water mark of a
@@ -207,21 +208,64 @@ def child(impl, size, conv, warmup, repeats, threads, ref_path):
     return result
 
 
-def run_child(args, impl, size):
+def run_child(args, impl, size, copies=1):
+    """Time ``impl`` at ``size`` in a fresh child; with ``copies`` > 1, that many children at once.
+
+    Concurrent children are what a user running two jobs on one machine gets: each
+    reports its own times, and the result is the slowest child's (its median), with
+    every child's median listed.
+    """
     cmd = [sys.executable, __file__, "--child", impl, "--sizes", str(size), "--conv", args.conv,
            "--warmup", str(args.warmup), "--repeats", str(args.repeats), "--threads", str(args.threads),
            "--ref", args.ref]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-        return {"impl": impl, "size": size, "error": tail}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(copies)]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate()
+        if proc.returncode != 0:
+            tail = (err.strip().splitlines() or ["(no output)"])[-1]
+            return {"impl": impl, "size": size, "error": tail}
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    if copies == 1:
+        return results[0]
+    slowest = max(results, key=lambda r: median(r["times"]))
+    return dict(slowest, medians=[median(r["times"]) for r in results],
+                peak_rss_mb=max(r["peak_rss_mb"] for r in results))
 
 
 def median(xs):
     xs = sorted(xs)
     n = len(xs)
     return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
+
+
+def concurrent_table(args, rows, convs, have_torch):
+    """``--concurrent N``: N children of each implementation at once, against its single-process time above."""
+    N = args.concurrent
+    print(f"\n{N} processes at once, each with --threads {args.threads} (a user's two jobs on one machine):")
+    print(f"{'size':>5} {'impl':>14} {'alone':>8} {'each':>22} {'slowdown':>9}")
+    out, slowdowns = [], {}
+    for r in rows:
+        if "median_s" not in r:
+            continue
+        impl = "numpy" if r["label"].startswith("np ") else "torch"
+        if impl == "torch" and not have_torch:
+            continue
+        args.conv = r.get("conv") or convs[0]
+        args.ref = os.path.join(tempfile.gettempdir(), f"scratchnst-bench-concurrent-{os.getpid()}.npy")
+        c = run_child(args, impl, r["size"], copies=N)
+        if "error" in c:
+            print(f"{r['size']:>5} {r['label']:>14} failed: {c['error']}")
+            continue
+        slowdown = max(c["medians"]) / r["median_s"]
+        slowdowns[r["size"], r["label"]] = slowdown
+        each = " ".join(f"{m:.3f}" for m in c["medians"])
+        print(f"{r['size']:>5} {r['label']:>14} {r['median_s']:8.3f} {each:>22} {slowdown:8.2f}x", flush=True)
+        out.append(dict(c, label=f"{r['label']} x{N}", concurrent=N, slowdown=slowdown))
+    for (size, label), sd in slowdowns.items():
+        if label != "torch" and (size, "torch") in slowdowns:
+            print(f"{size:>5} {label:>14} slowdown / torch's slowdown: {sd / slowdowns[size, 'torch']:.2f}")
+    return out
 
 
 def main(argv=None):
@@ -233,6 +277,8 @@ def main(argv=None):
     p.add_argument("--conv", nargs="+", default=None,
                    help="scratchnst conv algorithm(s), timed side by side (default: load_vgg19's)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    p.add_argument("--concurrent", type=int, default=1, metavar="N",
+                   help="also time N processes at once per implementation, and each one's slowdown")
     p.add_argument("--json", help="also write the results to this file")
     p.add_argument("--child", choices=["numpy", "torch"], help=argparse.SUPPRESS)
     p.add_argument("--ref", help=argparse.SUPPRESS)
@@ -299,6 +345,8 @@ def main(argv=None):
             print(f"{size:>5} {label:>14} {t:8.3f} {min(r['times']):7.3f} {r['gflops']:8.0f} "
                   f"{r['gflops'] / ceiling:7.0%} {r['peak_rss_mb']:7.0f}MB  {notes}", flush=True)
             rows.append(r)
+    if args.concurrent > 1:
+        rows += concurrent_table(args, rows, convs, have_torch)
     print(f"\n(conv FLOPs per iteration: {', '.join(f'{s}px {conv_flops(s) / 1e9:.0f} G' for s in args.sizes)}; "
           f"'of ceil' = GFLOP/s over the matmul ceiling)")
     if args.json:

@@ -42,9 +42,9 @@ transformed flipped kernel. Anything else (other kernel sizes, and layers too
 thin for the transforms to pay, ``MIN_CHANNELS``: VGG19's conv1_1) goes
 to :mod:`scratchnst.network.fast.gemm`'s banded GEMM.
 
-The GEMMs run on BLAS's threads; the two copies that remain (gathering the tile
-entries, interleaving the output tiles) are split over channels between Python
-threads (:func:`transform_threads`), since NumPy copies on the calling thread only.
+The bands are split between our threads (:func:`transform_threads`), each running
+its bands' copies and GEMMs start to end with BLAS held at one thread: the package's
+one thread policy (:mod:`scratchnst.network.fast.threads`, why: fair under load).
 
 Every function uses ``xp = array_module(x)``: the same lines run on NumPy and CuPy.
 Tests: ``tests/test_winograd.py`` (against the reference convolution, finite
@@ -139,11 +139,20 @@ def winograd_conv3x3(x, U, T, pad=1):
     out = xp.empty((O, nH, m, nW, m), dtype=x.dtype)
     # D and V hold a^2 C floats per tile, M a^2 O, Y m^2 O; a band is some rows of tiles.
     tile_floats = 2 * a * a * C + a * a * O + m * m * O
-    rows = band_rows(xp, tile_floats * nW * x.dtype.itemsize, m * m * nW, nH)
-    band = _Band(xp, T, C, O, rows * nW, x.dtype)
-    for t0 in range(0, nH, rows):
-        r = min(rows, nH - t0)
-        band.run(xpad[:, m * t0 : m * (t0 + r) + 2], U, out[:, t0 : t0 + r])
+    # Each of our threads takes whole bands with buffers of its own (threads.py: BLAS
+    # runs on one thread inside them), so the budget is shared and each thread gets a band.
+    threads = transform_threads(xp)
+    rows = band_rows(xp, threads * tile_floats * nW * x.dtype.itemsize, m * m * nW, nH)
+    rows = max(1, min(rows, -(-nH // threads)))
+    starts = range(0, nH, rows)
+
+    def run_bands(lo, hi):  # bands starts[lo:hi], one after another on this thread
+        band = _Band(xp, T, C, O, rows * nW, x.dtype)
+        for t0 in starts[lo:hi]:
+            r = min(rows, nH - t0)
+            band.run(xpad[:, m * t0 : m * (t0 + r) + 2], U, out[:, t0 : t0 + r])
+
+    split_over_threads(threads, len(starts), run_bands)
     out = out.reshape(O, m * nH, m * nW)
     if m * nH != Ho or m * nW != Wo:
         out = xp.ascontiguousarray(out[:, :Ho, :Wo])
@@ -181,7 +190,6 @@ class _Band:
         self.M = xp.empty(a * a * O * tiles, dtype=dtype)  # U[k] @ V[k]
         self.Y = xp.empty(m * m * O * tiles, dtype=dtype)  # A^T M A
         self.BB, self.AA = _tile_transforms(xp, T, dtype)
-        self.threads = transform_threads(xp)
 
     def run(self, xpad, U, out):
         """Convolve one band: ``xpad`` (C, m r + 2, m nW + 2) rows of the padded input -> ``out`` (O, r, m, nW, m)."""
@@ -193,11 +201,11 @@ class _Band:
         V = self.V[: a * a * C * n].reshape(a * a, C, n)
         M = self.M[: a * a * O * n].reshape(a * a, O, n)
         Y = self.Y[: m * m * O * n].reshape(m, m, O, r, nW)
-        split_over_threads(self.threads, C, _gather_tiles, T, xpad, D)
+        _gather_tiles(0, C, T, xpad, D)
         _matmul_into(xp, self.BB, D.reshape(a * a, C * n), V.reshape(a * a, C * n))  # V = B^T d B  # kl,lcp->kcp
         _matmul_into(xp, U, V, M)  # M[k] = U[k] @ V[k], k = (xi, nu)  # koc,kcp->kop
         _matmul_into(xp, self.AA, M.reshape(a * a, O * n), Y.reshape(m * m, O * n))  # Y = A^T M A  # ik,kop->iop
-        split_over_threads(self.threads, O, _interleave, Y, out)
+        _interleave(0, O, Y, out)
 
 
 def _matmul_into(xp, A, B, out):

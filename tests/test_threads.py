@@ -1,0 +1,102 @@
+"""The CPU thread policy (scratchnst/network/fast/threads.py): who decides the count, and no nesting over BLAS.
+
+Whether it is fair under load is measured, not tested: ``benchmarks/bench_cpu.py --concurrent 2``.
+"""
+
+import threading
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+from scratchnst.network.fast import threads, winograd
+from scratchnst.network.fast.winograd_transforms import KERNELS
+
+
+def blas_threads():
+    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for var in (threads.ENV_THREADS, "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    previous = threads.set_num_threads(None)
+    yield monkeypatch
+    threads.set_num_threads(previous)
+
+
+def test_the_count_follows_the_flag_then_our_variable_then_omp_then_affinity(clean_env):
+    import os
+
+    assert threads.num_threads() == len(os.sched_getaffinity(0))
+    clean_env.setenv("OPENBLAS_NUM_THREADS", "5")
+    assert threads.num_threads() == 5
+    clean_env.setenv("OMP_NUM_THREADS", "3")
+    assert threads.num_threads() == 3
+    clean_env.setenv(threads.ENV_THREADS, "7")
+    assert threads.num_threads() == 7
+    threads.set_num_threads(2)
+    assert threads.num_threads() == 2
+    clean_env.setenv(threads.ENV_THREADS, "0")  # not a count: the next one decides
+    threads.set_num_threads(None)
+    assert threads.num_threads() == 3
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_a_bad_count_is_refused(bad, clean_env):
+    with pytest.raises(ValueError, match="positive integer"):
+        threads.set_num_threads(bad)
+
+
+def test_blas_runs_on_one_thread_inside_our_threads_and_gets_its_own_back(clean_env):
+    before = blas_threads()
+    if not before:
+        pytest.skip("threadpoolctl finds no BLAS here")
+    threads.set_num_threads(2)
+    seen = {}
+
+    def work(lo, hi):
+        np.ones((64, 64)) @ np.ones((64, 64))  # BLAS, from each of our threads
+        seen[threading.get_ident()] = blas_threads()
+
+    threads.split_over_threads(2, 2, work)
+    assert len(seen) == 2  # two threads ran
+    assert all(n == [1] * len(before) for n in seen.values()), seen
+    assert blas_threads() == before  # restored
+
+
+def test_a_worker_error_reaches_the_caller_and_blas_is_restored(clean_env):
+    before = blas_threads()
+
+    def work(lo, hi):
+        if lo > 0:
+            raise RuntimeError("worker failed")
+
+    with pytest.raises(RuntimeError, match="worker failed"):
+        threads.split_over_threads(2, 4, work)
+    assert blas_threads() == before
+
+
+def test_every_index_is_done_once(clean_env):
+    done = np.zeros(11, int)
+
+    def work(lo, hi):
+        done[lo:hi] += 1
+
+    threads.split_over_threads(3, 11, work)
+    assert (done == 1).all()
+
+
+def test_winograd_over_threads_equals_one_thread(clean_env):
+    """The bands split over threads give the same convolution as one thread doing them all."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 37, 29))
+    w = rng.standard_normal((64, 64, 3, 3))
+    T = winograd.TRANSFORMS[4]
+    out = {}
+    for n in (1, 3):
+        threads.set_num_threads(n)
+        out[n] = winograd.winograd_conv3x3(x, KERNELS.get(w, T), T)
+    assert threads.transform_threads(np) == 3
+    np.testing.assert_allclose(out[3], out[1], rtol=0, atol=1e-12 * np.abs(out[1]).max())
