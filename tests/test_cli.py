@@ -216,6 +216,26 @@ def test_a_long_history_is_what_the_estimate_says_to_lower(monkeypatch):
                                    iterations=20), (683, 1024), quiet=True)  # 20 pairs at most: fits
 
 
+def test_a_print_size_that_does_not_fit_is_told_which_tile_does(monkeypatch, tmp_path, capsys):
+    """4096 px does not fit 6 GiB whole; the refusal names a --tile that fits, and that tile passes the check."""
+    import re
+
+    from scratchnst.cli import stylize as stylize_cli
+    from scratchnst.transfer import estimate
+    from scratchnst.transfer.settings import Settings
+
+    monkeypatch.setattr(estimate, "available_memory_bytes", lambda: 6 * 2**30)
+    settings = Settings(content="chelsea", styles=["starry_night"], size=4096, optimizer="adam")
+    with pytest.raises(ScratchNSTError) as e:
+        stylize_cli.preflight(settings, (4096, 4096), quiet=True)
+    tile = int(re.search(r"--tile (\d+)", str(e.value)).group(1))
+    assert "--size" not in str(e.value), e.value
+    tiled = Settings(content="chelsea", styles=["starry_night"], size=4096, optimizer="adam", tile=tile)
+    stylize_cli.preflight(tiled, (4096, 4096), quiet=True)  # fits
+    code, err = run_cli(capsys, "stylize", "chelsea", "starry_night", "--tile", "0", "-o", str(tmp_path / "o.png"))
+    assert code == 2 and "--tile" in err and err.count("\n") <= 1, err
+
+
 def test_out_of_memory_anywhere_is_one_line(monkeypatch, tmp_path, capsys):
     from scratchnst.cli import stylize as stylize_cli
 

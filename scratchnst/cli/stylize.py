@@ -78,6 +78,11 @@ def weight_list(text):
     return [weight(s) for s in text.replace(",", " ").split() if s]
 
 
+def layer_weights(text):
+    """``--style-layer-weights``: numbers, or ``auto`` (scratchnst.method.balance)."""
+    return "auto" if text.strip() == "auto" else weight_list(text)
+
+
 # ------------------------------------------------------------------ arguments
 
 # Settings field -> its option. Every one defaults to None, "not given", so that a
@@ -90,7 +95,7 @@ SETTING_OPTIONS = {
     "content_layers": "--content-layers", "style_layers": "--style-layers",
     "style_layer_weights": "--style-layer-weights", "style_blend": "--style-blend",
     "style_scale": "--style-scale", "pooling": "--pooling", "preserve_color": "--preserve-color",
-    "weights": "--weights",
+    "weights": "--weights", "normalized": "--normalized", "tile": "--tile",
 }
 
 
@@ -121,6 +126,12 @@ def add_settings_arguments(p, defaults=None, keep_checkpoint=True):
     g.add_argument("--seed", type=count, help=f"random seed; same seed, same image ({d.seed})")
     g.add_argument("--device", choices=("cpu", "gpu"), help="gpu needs CuPy (scratchnst[gpu])")
     g.add_argument("--dtype", choices=("float32", "float64"), help=f"({d.dtype})")
+    g.add_argument("--tile", type=positive_int, metavar="N",
+                   help="evaluate in tiles of N x N px plus a halo: the same result in the memory of one tile, "
+                        "for images too large for memory (the error that refuses a run says which N fits)")
+    g.add_argument("--threads", type=positive_int,
+                   help="CPU threads (OMP_NUM_THREADS if set, else every CPU this process may use); "
+                        "lower it to share the machine")
     g = p.add_argument_group("the loss")
     g.add_argument("--preset", help="normalisation of the costs: gatys, course, jcjohnson, pytorch-tutorial (gatys)")
     g.add_argument("--content-weight", "--alpha", dest="alpha", type=weight, help="alpha (the preset's default)")
@@ -128,7 +139,8 @@ def add_settings_arguments(p, defaults=None, keep_checkpoint=True):
     g.add_argument("--tv-weight", type=weight, help=f"total variation weight ({d.tv_weight})")
     g.add_argument("--content-layers", type=layer_list, help="(relu4_2)")
     g.add_argument("--style-layers", type=layer_list, help="(relu1_1,...,relu5_1)")
-    g.add_argument("--style-layer-weights", type=weight_list, help="one weight per style layer (the preset's)")
+    g.add_argument("--style-layer-weights", type=layer_weights,
+                   help="one weight per style layer, or auto: equal style terms at the content (the preset's)")
     g.add_argument("--style-blend", type=weight_list, help="one weight per style image (equal)")
     g.add_argument("--style-scale", type=positive_float,
                    help=f"style image size relative to the output ({d.style_scale})")
@@ -136,6 +148,8 @@ def add_settings_arguments(p, defaults=None, keep_checkpoint=True):
     g.add_argument("--preserve-color", choices=PRESERVE_COLOR,
                    help="keep the content's colours: luminance-only transfer or style histogram matching")
     g.add_argument("--weights", help="VGG19 weights file (the bundled weights/vgg19.h5)")
+    g.add_argument("--normalized", action=argparse.BooleanOptionalAction,
+                   help="Gatys' normalised VGG19, every channel's mean activation 1 (the preset's: gatys yes)")
     g = p.add_argument_group("output")
     g.add_argument("--save-every", type=count, default=0, help="write an intermediate image every N iterations")
     every, default = (25, "25; 0: only at the end of each scale") if keep_checkpoint else (
@@ -147,7 +161,8 @@ def add_settings_arguments(p, defaults=None, keep_checkpoint=True):
                         "the output options apply, other settings must match it")
     g.add_argument("--no-plot", action="store_true", help="do not write the loss plot")
     g.add_argument("--explain", action="store_true",
-                   help="print the constant each preset puts in front of every layer, then run")
+                   help="print the constant each preset puts in front of every layer, and each style layer's "
+                        "share of the style loss and of its gradient at the content image, then run")
     g.add_argument("--force", action="store_true", help="run even if the memory estimate says it will not fit")
     g.add_argument("--quiet", action="store_true", help="no progress bar and no estimate")
 
@@ -194,9 +209,15 @@ def preflight(settings, content_shape, style_shapes=(), force=False, quiet=False
     deepest = architecture.deepest(list(settings.content_layers) + list(settings.style_layers))
     # L-BFGS adds one (s, y) pair per iteration, so it never holds more pairs than a level's iterations.
     kept = estimate.optimizer_images(settings.optimizer, min(settings.history, settings.iterations))
+    if settings.tile:
+        run = estimate.tiled_memory_bytes(H, W, settings.tile, itemsize=itemsize, optimizer_images=kept,
+                                          layers=list(settings.content_layers) + list(settings.style_layers),
+                                          content_layers=settings.content_layers, device=settings.device)
+    else:
+        run = estimate.memory_bytes(H, W, itemsize=itemsize, deepest=deepest, optimizer_images=kept,
+                                    device=settings.device)
     parts = {
-        "run": estimate.memory_bytes(H, W, itemsize=itemsize, deepest=deepest, optimizer_images=kept,
-                                     device=settings.device),
+        "run": run,
         "styles": estimate.style_memory_bytes(style_shapes, itemsize=itemsize, deepest=deepest,
                                               device=settings.device),
         "history": (kept - estimate.optimizer_images(settings.optimizer, 0)) * 3 * H * W * itemsize,
@@ -219,15 +240,16 @@ def preflight(settings, content_shape, style_shapes=(), force=False, quiet=False
             what += f" with a {w}x{h} px style image"
         raise ScratchNSTError(
             f"{what} needs about {need / 2**30:.1f} GiB but {have / 2**30:.1f} GiB of {where} is free; "
-            f"try {_what_to_lower(settings, parts, 0.9 * have, 3 * H * W * itemsize)} (or --force to try anyway)"
+            f"try {_what_to_lower(settings, parts, 0.9 * have, 3 * H * W * itemsize, kept)} (or --force to try anyway)"
         )
 
 
-def _what_to_lower(settings, parts, budget, image_bytes):
+def _what_to_lower(settings, parts, budget, image_bytes, kept):
     """The option that brings the estimate under ``budget``: what is over it decides.
 
     The style images when the run alone fits (``--style-scale``), else L-BFGS's history
-    when its images outweigh the rest of the run, else the size (which shrinks all).
+    when its images outweigh the rest of the run, else tiles (the same image in the
+    memory of a tile) when some tile fits, else the size (which shrinks all).
     """
     if parts["run"] <= budget:
         scale = float(f"{settings.style_scale * math.sqrt(budget / parts['styles']):.2g}")  # two digits
@@ -237,8 +259,28 @@ def _what_to_lower(settings, parts, budget, image_bytes):
         fits = int((budget - rest) // (2 * image_bytes))  # each history entry keeps two images, s and y
         if fits >= 1:
             return f"--history {min(fits, settings.history - 1)}"
+    tile = _tile_that_fits(settings, budget, kept)
+    if tile:
+        return f"--tile {tile} (the same image, computed in tiles)"
     smaller = int(settings.size * math.sqrt(budget / parts["run"]) / 16) * 16
     return f"--size {max(smaller, 64)}"
+
+
+def _tile_that_fits(settings, budget, kept):
+    """The largest ``--tile`` whose estimate fits ``budget`` at the final size, or None."""
+    from scratchnst.transfer import estimate
+
+    H, W = settings.size, settings.size  # the long side bounds both
+    if settings.tile and settings.tile <= 16:
+        return None
+    try:
+        tile = estimate.choose_tile(H, W, budget, itemsize=4 if settings.dtype == "float32" else 8,
+                                    optimizer_images=kept,
+                                    layers=list(settings.content_layers) + list(settings.style_layers),
+                                    content_layers=settings.content_layers, device=settings.device)
+    except ScratchNSTError:
+        return None
+    return tile if tile and (not settings.tile or tile < settings.tile) else None
 
 
 def _scale_cost(settings):
@@ -294,6 +336,10 @@ def run_stylize(settings, output, args, keep_checkpoint=True):
     from scratchnst.cli.outputs import Outputs, input_paths
     from scratchnst.files.checkpoint import load_checkpoint
 
+    if getattr(args, "threads", None):
+        from scratchnst.network.fast.threads import set_num_threads
+
+        set_num_threads(args.threads)  # how fast, not what: not a setting, so a resumed run may change it
     resume = None
     if args.resume:
         resume = load_checkpoint(args.resume)
@@ -301,9 +347,9 @@ def run_stylize(settings, output, args, keep_checkpoint=True):
     outputs = Outputs(output, plot=not args.no_plot, snapshots=args.save_every > 0)
     outputs.check(input_paths(settings, args.resume), resume=args.resume)  # before any work
     content, styles = load_inputs(settings)
-    if args.explain:
-        explain(settings, content.shape[:2])
     preflight(settings, content.shape[:2], [s.shape[:2] for s in styles], force=args.force, quiet=args.quiet)
+    if args.explain:
+        explain(settings, content, styles)
 
     progress = Progress(settings, args.quiet)
     t0 = time.perf_counter()
@@ -321,14 +367,25 @@ def run_stylize(settings, output, args, keep_checkpoint=True):
     return status
 
 
-def explain(settings, shape):
-    """Print the effective constant per layer for the chosen preset and weights."""
+def explain(settings, content, styles):
+    """Print the effective constant per layer for the chosen preset and weights, then each style
+    layer's share of the style loss and of its gradient's norm at the content image, at full size
+    (:func:`scratchnst.method.balance.style_shares`)."""
+    from scratchnst.method.balance import format_shares, style_shares
     from scratchnst.method.presets import explain as explain_preset
+    from scratchnst.transfer.loop import build_objective, start_run
 
-    shapes = architecture.activation_shapes(*shape)  # every layer's (C, h, w) for an H x W input
+    shapes = architecture.activation_shapes(*content.shape[:2])  # every layer's (C, h, w) for an H x W input
+    auto = settings.style_layer_weights == "auto"
+    weights = None if auto else settings.style_layer_weights  # auto: the preset's, before equalising
     explain_preset(settings.preset, shapes, content_layers=settings.content_layers,
-                   style_layers=settings.style_layers, style_layer_weights=settings.style_layer_weights,
+                   style_layers=settings.style_layers, style_layer_weights=weights,
                    alpha=settings.alpha, beta=settings.beta, show=True)
+    run = start_run(settings, (content, styles))
+    objective = build_objective(settings, run.net, run.content_in, run.styles_in)
+    network = "normalised" if settings.normalized_network() else "original"
+    print(f"style layers at the content image, {network} VGG19{', auto weights' if auto else ''}:")
+    print(format_shares(style_shares(objective, run.net.preprocess(run.content_in))))
 
 
 def run(args):

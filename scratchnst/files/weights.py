@@ -8,6 +8,7 @@ pixels 0..255 minus a mean pixel, torchvision's expects RGB 0..1 standardised.
 
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -19,6 +20,7 @@ from scratchnst.network.vgg import DEFAULT_CONV, POOLING, VGG19
 
 FORMAT = "scratchnst-vgg19"
 FORMAT_VERSION = 1
+FACTORS = "normalization"  # optional group: one (O,) dataset of mean activations per conv layer
 # Every VGG19 convolution is 3x3 (architecture.py's docstring): kernel (O, C, 3, 3) per layer.
 KERNEL_SHAPES = {name: (o, c, 3, 3) for name, (o, c) in CONV_CHANNELS.items()}
 
@@ -61,6 +63,15 @@ def _attr_str(value):
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+class Weights(NamedTuple):
+    """What a weights file holds (:func:`read_weights`)."""
+
+    params: dict  # name -> (kernel (O, C, kh, kw), bias (O,)), NumPy arrays
+    prep: Preprocessing
+    attrs: dict  # the file's root attributes (source, sha256, ...)
+    factors: dict | None  # conv name -> (O,) float64 mean activations (Gatys' normalisation), or None
+
+
 def load_weights(path=None):
     """Read a weights file in scratchnst's layout.
 
@@ -70,6 +81,15 @@ def load_weights(path=None):
         kernels are expanded as ``codebook[codes]`` in the codebook's dtype.
     prep : Preprocessing
     attrs : dict of the file's root attributes (source, sha256, ...)
+    """
+    return read_weights(path)[:3]
+
+
+def read_weights(path=None):
+    """Read a weights file in scratchnst's layout: a :class:`Weights`, its normalisation factors included.
+
+    The factors (group ``normalization``, written by ``weights/normalize.py``) are optional;
+    when present they are checked like the rest: shape (O,), floats, finite and positive.
     """
     import h5py  # imported here: reading weights is the only use
 
@@ -158,10 +178,60 @@ def _read_layout(f, path):
     prep = _preprocessing(f, path)
     params = {name: _read_layer(f, name, path) for name in CONV_LAYERS}
     attrs = {k: (_attr_str(v) if isinstance(v, (bytes, str)) else v) for k, v in f.attrs.items()}
-    return params, prep, attrs
+    return Weights(params, prep, attrs, _read_factors(f, path))
 
 
-def load_vgg19(weights=None, *, dtype="float32", backend="numpy", pooling="max", conv=DEFAULT_CONV):
+def _read_factors(f, path):
+    """{conv name: (O,) float64} from group ``normalization``, or None when the file has none."""
+    import h5py
+
+    if FACTORS not in f:
+        return None
+    g = f[FACTORS]
+    if not isinstance(g, h5py.Group):
+        raise ScratchNSTError(f"{path}: {FACTORS} is not a group")
+    factors = {}
+    for name in CONV_LAYERS:
+        what = f"{path}: {FACTORS}"
+        if name not in g:
+            raise ScratchNSTError(f"{what} has no factors for {name}")
+        values = _read(g, name, KERNEL_SHAPES[name][:1], "f", what).astype(np.float64)
+        if not (np.isfinite(values).all() and (values > 0).all()):
+            raise ScratchNSTError(f"{what}/{name} holds factors that are not finite and positive")
+        factors[name] = values
+    return factors
+
+
+def normalize_params(params, factors):
+    """Kernels and biases of the network whose every activation is the original's divided by ``factors``.
+
+    Gatys et al. (2016) scale VGG19 "such that the mean activation of each convolutional
+    filter over images and positions is equal to one". With f_l (O,) the mean of
+    ``relu_l``'s channels (``weights/normalize.py``) and f_prev the previous conv's (1 for
+    the image), each layer becomes
+
+        W'[o, c] = W[o, c] * f_prev[c] / f_l[o],     b'[o] = b[o] / f_l[o]
+
+    Notes
+    -----
+    If the input of a conv is a / f_prev (channel-wise) then
+    ``sum_c W'[o, c] (a[c] / f_prev[c]) + b'[o] = (sum_c W[o, c] a[c] + b[o]) / f_l[o]``;
+    zero padding stays zero. ReLU, max and average pooling commute with a positive
+    per-channel scale, so by induction every conv, relu and pool output is the
+    original's divided by its layer's f. Computed in float64.
+    """
+    out, f_prev = {}, np.ones(3)
+    for name in CONV_LAYERS:
+        k, b = params[name]
+        f = factors[name]
+        out[name] = (np.asarray(k, np.float64) * f_prev[None, :, None, None] / f[:, None, None, None],
+                     np.asarray(b, np.float64) / f)
+        f_prev = f
+    return out
+
+
+def load_vgg19(weights=None, *, dtype="float32", backend="numpy", pooling="max", conv=DEFAULT_CONV,
+               normalized=False):
     """Build :class:`~scratchnst.network.vgg.VGG19` from a weights file in scratchnst's HDF5 layout.
 
     Parameters
@@ -175,11 +245,21 @@ def load_vgg19(weights=None, *, dtype="float32", backend="numpy", pooling="max",
         ``"im2col"`` for the reference ops of :mod:`scratchnst.network.layers`
         throughout, or a fast one (default ``DEFAULT_CONV``) with
         :mod:`scratchnst.network.fast`'s ReLU and pooling.
+    normalized : bool
+        True: Gatys et al.'s normalised VGG19, every activation divided by the mean
+        activation of its channel over the calibration images (:func:`normalize_params`,
+        ``weights/README.md``); the file must hold the factors. False: the weights as trained.
     """
     if str(dtype) not in ("float32", "float64"):
         raise ScratchNSTError(f"dtype must be float32 or float64, got {dtype!r}")
     if pooling not in POOLING:
         raise ScratchNSTError(f"pooling must be one of {POOLING}, got {pooling!r}")
     get_xp(backend)  # fail early, with a clear message, before reading weights
-    params, prep, attrs = load_weights(weights)
+    params, prep, attrs, factors = read_weights(weights)
+    if normalized:
+        if factors is None:
+            raise ScratchNSTError(f"{weights_path(weights)} holds no normalisation factors; "
+                                  "run python weights/normalize.py --weights FILE, or use the original network")
+        params = normalize_params(params, factors)
+    attrs["normalized"] = bool(normalized)
     return VGG19(params, prep, dtype=dtype, backend=backend, pooling=pooling, conv=conv, attrs=attrs)

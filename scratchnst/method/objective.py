@@ -15,13 +15,19 @@ is the network's backward pass fed with each layer's cost gradient
 (:mod:`scratchnst.method.costs`) at once: the backward adds them as it passes each
 layer, so one backward serves every layer (the chain rule is linear in the
 upstream gradients).
+
+With ``tile=N`` the same loss and gradient come from tiles of at most N x N pixels
+(plus a halo) in two passes, so that memory no longer grows with the image's
+activations (:mod:`scratchnst.method.tiled`).
 """
 
 from scratchnst.backend import backend_name, to_backend, to_numpy
 from scratchnst.errors import ScratchNSTError
+from scratchnst.method import tiled
+from scratchnst.method.balance import split_auto
 from scratchnst.method.costs import content_cost, gram, style_layer_cost, tv_cost
 from scratchnst.method.presets import check_weight, get_preset
-from scratchnst.network.architecture import check_layers
+from scratchnst.network.architecture import activation_shapes, check_layers, deepest
 from scratchnst.network.preprocessing import check_input_image
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -70,13 +76,22 @@ class Objective:
         Blend weights, normalised to sum 1 (None: equal). The target Gram of a layer
         is their weighted average of the style images' Grams (per position).
     alpha, beta : float or None
-        Content and style weights. The defaults (1, 1e3) are Gatys'; with another
-        ``normalization`` pass None to take that preset's (e.g. 5 and 100 for
-        ``jcjohnson``).
+        Content and style weights. The defaults (1, 1e3) are the paper's ratio, kept
+        here for the tests and tutorials that reproduce it; None takes the preset's,
+        as :func:`scratchnst.stylize` does (``gatys``: 1 and 5e7, chosen for the
+        normalised network; ``jcjohnson``: 5 and 100).
     tv_weight : float
         Weight of :func:`scratchnst.method.costs.tv_cost` on the image, 0 to disable.
     normalization : str
         A key of :data:`scratchnst.method.presets.PRESETS`.
+    tile : int or None
+        None: one forward and one backward pass over the whole image. N: the same
+        loss and gradient (to rounding) from tiles of at most N x N owned pixels (N
+        rounded up to a multiple of the deepest layer's stride, 16 at relu5_1), each
+        passed forward twice and backward once with a halo
+        (:mod:`scratchnst.method.tiled`): memory is that of one tile, for any image
+        size. The style images' Grams and the content targets are computed tile by
+        tile too. It needs a VGG19-shaped ``net`` (the pools where VGG19 has them).
 
     Attributes
     ----------
@@ -88,7 +103,12 @@ class Objective:
         ``{"content": {name: ...}, "style": {name: ...}}``.
     n_evals : int
         Number of evaluations (each is one forward pass, plus a backward for
-        :meth:`value_and_grad`).
+        :meth:`value_and_grad`; tiled, one forward pass of every tile, plus a second
+        forward and a backward for :meth:`value_and_grad`).
+    plan : :class:`scratchnst.method.tiled.Plan` or None
+        The tiles of the generated image (None: untiled).
+    P, P_tiles : the content targets: ``P`` {name: (C, h, w)} untiled (else None);
+        ``P_tiles`` [{name: owned block}], one dict per tile of ``plan``, tiled (else None).
 
     Notes
     -----
@@ -101,7 +121,7 @@ class Objective:
 
     def __init__(self, net, content, styles, *, content_layers=("relu4_2",),
                  style_layers=STYLE_LAYERS, style_layer_weights=None, style_blend=None,
-                 alpha=1.0, beta=1e3, tv_weight=0.0, normalization="gatys"):
+                 alpha=1.0, beta=1e3, tv_weight=0.0, normalization="gatys", tile=None):
         self.net = net
         self.preset = get_preset(normalization)
         self.content_layers = _check_layers(content_layers, "content_layers")
@@ -110,6 +130,7 @@ class Objective:
         self.beta = check_weight(self.preset.beta if beta is None else beta, "beta")
         self.tv_weight = check_weight(tv_weight, "tv_weight")
 
+        style_layer_weights, finish_weights = split_auto(style_layer_weights)  # "auto": balance.py
         L = len(self.style_layers)
         if style_layer_weights is None:
             style_layer_weights = [self.preset.layer_weight(L)] * L
@@ -133,29 +154,47 @@ class Objective:
 
         # Targets, once: content activations P_c, and blended per-position Grams.
         xp = net.xp
-        acts = net.forward(content, self.layers)
-        self.P = {n: acts[n].copy() for n in self.content_layers}  # copies: the net may reuse buffers
+        self.plan = None if tile is None else tiled.make_plan(self.shape[1:], self.layers, tile)
+        if self.plan is None:
+            acts = net.forward(content, self.layers)
+            self.P = {n: acts[n].copy() for n in self.content_layers}  # copies: the net may reuse buffers
+            self.P_tiles = None
+            shapes = {n: acts[n].shape for n in self.layers}
+        else:
+            self.P = None
+            self.P_tiles = tiled.content_targets(net, content, self.plan, self.content_layers)
+            shapes = activation_shapes(*self.shape[1:], deepest(self.layers))
         self.k_content = {}
         for n in self.content_layers:
-            C, h, w = self.P[n].shape
+            C, h, w = shapes[n]
             self.k_content[n] = self.preset.content_k(C, h * w)
-        gen_M = {n: acts[n].shape[1] * acts[n].shape[2] for n in self.style_layers}
+        gen_M = {n: shapes[n][1] * shapes[n][2] for n in self.style_layers}
         per_position = {n: 0 for n in self.style_layers}
         for b, style in zip(self.style_blend, styles):
-            s_acts = net.forward(style, self.style_layers)
-            for n in self.style_layers:
-                C, h, w = s_acts[n].shape
-                if h * w == 0:
-                    raise ScratchNSTError(f"style image {tuple(style.shape)} is too small to reach {n}")
-                per_position[n] = per_position[n] + (b / (h * w)) * gram(s_acts[n].reshape(C, h * w))
+            for n, (G, M) in self._style_grams(style, tile).items():
+                per_position[n] = per_position[n] + (b / M) * G
         self.A, self.k_style = {}, {}
         for n in self.style_layers:
-            C = acts[n].shape[0]
+            C = shapes[n][0]
             M = gen_M[n]
             self.A[n] = xp.asarray(per_position[n] * M, dtype=net.dtype)  # (C, C), units of gram(F(x))
             self.k_style[n] = self.style_layer_weights[n] * self.preset.style_k(C, M)
         self.terms = {}
         self.n_evals = 0
+        finish_weights(self, content)  # "auto" equalises the style terms at the content image
+
+    def _style_grams(self, style, tile):
+        """{name: (gram(F_s) (C, C), M_s)} of one style image, over the whole image or tile by tile."""
+        if tile is not None:
+            return tiled.grams(self.net, style, self.style_layers, tile)
+        s_acts = self.net.forward(style, self.style_layers)
+        out = {}
+        for n in self.style_layers:
+            C, h, w = s_acts[n].shape
+            if h * w == 0:
+                raise ScratchNSTError(f"style image {tuple(style.shape)} is too small to reach {n}")
+            out[n] = (gram(s_acts[n].reshape(C, h * w)), h * w)
+        return out
 
     # ------------------------------------------------------------------ evaluation
     def _check_x(self, x):
@@ -170,26 +209,17 @@ class Objective:
 
     def _evaluate(self, x, grad):
         x_net = self._check_x(x)
-        acts = self.net.forward(x_net, self.layers)
+        if self.plan is None:
+            layer_terms, dx = self._untiled(x_net, grad)
+        else:
+            layer_terms, dx = tiled.evaluate(self, x_net, grad)  # both passes, no host transfer
         self.n_evals += 1
-        grads = {}
-        layer_terms = {"content": {}, "style": {}}
         content, style = 0, 0
-        for n in self.content_layers:
-            J, da = content_cost(acts[n], self.P[n], self.k_content[n], grad)
-            layer_terms["content"][n] = J
+        for J in layer_terms["content"].values():
             content = content + J
-            if grad:
-                grads[n] = self.alpha * da
-        for n in self.style_layers:
-            J, da = style_layer_cost(acts[n], self.A[n], self.k_style[n], grad)
-            layer_terms["style"][n] = J
+        for J in layer_terms["style"].values():
             style = style + J
-            if grad:
-                # a layer may be both a content and a style layer: gradients add
-                grads[n] = grads[n] + self.beta * da if n in grads else self.beta * da
-        tv, dtv = (None, None) if self.tv_weight == 0 else tv_cost(x_net, grad)
-        dx = self.net.backward(grads) if grad else None  # (3, H, W), queued before the host waits below
+        tv, dtv = (None, None) if self.tv_weight == 0 else tv_cost(x_net, grad)  # always on the whole image
 
         # The one synchronisation: every scalar term crosses to the host in one transfer.
         named = [("content", None, content), ("style", None, style)] + (
@@ -208,6 +238,25 @@ class Objective:
         if dtv is not None:
             dx = dx + self.tv_weight * dtv
         return total, to_backend(dx, backend_name(x), dtype=x.dtype)
+
+    def _untiled(self, x_net, grad):
+        """Per-layer terms (0-d arrays) and the content and style gradient: one forward, one backward."""
+        acts = self.net.forward(x_net, self.layers)
+        grads = {}
+        layer_terms = {"content": {}, "style": {}}
+        for n in self.content_layers:
+            J, da = content_cost(acts[n], self.P[n], self.k_content[n], grad)
+            layer_terms["content"][n] = J
+            if grad:
+                grads[n] = self.alpha * da
+        for n in self.style_layers:
+            J, da = style_layer_cost(acts[n], self.A[n], self.k_style[n], grad)
+            layer_terms["style"][n] = J
+            if grad:
+                # a layer may be both a content and a style layer: gradients add
+                grads[n] = grads[n] + self.beta * da if n in grads else self.beta * da
+        dx = self.net.backward(grads) if grad else None  # (3, H, W), queued before the host waits
+        return layer_terms, dx
 
     def value_and_grad(self, x):
         """Loss (Python float) and its gradient (shaped, typed and placed like ``x``).

@@ -23,7 +23,10 @@ import time
 
 import numpy as np
 
+from scratchnst.errors import ScratchNSTError
+from scratchnst.method.tiled import largest_crop, stride
 from scratchnst.network.architecture import CONV_CHANNELS, activation_shapes
+from scratchnst.network.architecture import deepest as deepest_layer
 
 # Fraction of the raw matmul rate a whole VGG iteration reaches (measured with
 # benchmarks/bench_cpu.py; conservative, so time estimates err long).
@@ -161,3 +164,44 @@ def available_memory_bytes():
 def seconds_per_iteration(H, W, gflops, deepest="relu5_1"):
     """Forward + input-gradient time at ``gflops`` GEMM rate and :data:`EFFICIENCY`."""
     return 2 * conv_flops(H, W, deepest) / (gflops * 1e9 * EFFICIENCY)
+
+
+# ------------------------------------------------------------------ tiled evaluation
+
+TILED_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1")  # the default run's
+
+
+def tiled_memory_bytes(H, W, tile, *, layers=TILED_LAYERS, content_layers=("relu4_2",), itemsize=4,
+                       optimizer_images=0, conv="winograd", device="cpu"):
+    """Estimated peak bytes of a tiled evaluation (:mod:`scratchnst.method.tiled`), plus optimizer state.
+
+    The largest crop (tile plus halo) costs what :func:`memory_bytes` says a whole
+    image of its size does; on top come the arrays of the whole image: the content
+    targets at ``content_layers``, and ``optimizer_images`` + 4 images (the input,
+    its gradient, and the TV cost's temporaries).
+    """
+    d = deepest_layer(layers)
+    crop = memory_bytes(*largest_crop((H, W), layers, tile), itemsize=itemsize, deepest=d, conv=conv, device=device)
+    shapes = activation_shapes(H, W, deepest_layer(content_layers))
+    targets = sum(c * h * w for c, h, w in (shapes[n] for n in content_layers))
+    return crop + itemsize * (targets + (optimizer_images + 4) * 3 * H * W)
+
+
+def choose_tile(H, W, budget_bytes, **kw):
+    """The largest tile whose :func:`tiled_memory_bytes` fits ``budget_bytes``; None if no tiling is needed.
+
+    None when the untiled evaluation (:func:`memory_bytes`) fits. Candidates are the
+    tile sides that cut the long side into 1, 2, 3, ... pieces, largest first. Keywords
+    are :func:`tiled_memory_bytes`'s. Raises :class:`ScratchNSTError` when even the
+    smallest tile (one stride, 16 px at relu5_1) does not fit.
+    """
+    d = deepest_layer(kw.get("layers", TILED_LAYERS))
+    untiled = {k: v for k, v in kw.items() if k in ("itemsize", "optimizer_images", "conv", "device")}
+    if memory_bytes(H, W, deepest=d, **untiled) <= budget_bytes:
+        return None
+    S, side = stride(d), max(H, W)
+    for tile in sorted({S * -(-side // (pieces * S)) for pieces in range(1, -(-side // S) + 1)}, reverse=True):
+        if tiled_memory_bytes(H, W, tile, **kw) <= budget_bytes:
+            return tile
+    raise ScratchNSTError(f"{H} x {W} px does not fit in {budget_bytes / 2**30:.2f} GiB even in {S} px tiles; "
+                          "use a smaller size")

@@ -137,7 +137,7 @@ def start_run(settings, inputs=None):
 
     settings.validate()
     net = load_vgg19(settings.weights, dtype=settings.dtype, backend=DEVICES[settings.device],
-                     pooling=settings.pooling)
+                     pooling=settings.pooling, normalized=settings.normalized_network())
     content, styles = inputs if inputs is not None else load_inputs(settings)
     content_in, styles_in = preserve_color_inputs(content, styles, settings.preserve_color)
     return Run(settings=settings, net=net, content=content, content_in=content_in, styles_in=styles_in,
@@ -182,6 +182,7 @@ def build_objective(settings, net, content_rgb, style_rgbs):
         beta=settings.beta,
         tv_weight=settings.tv_weight,
         normalization=settings.preset,
+        tile=settings.tile,
     )
 
 

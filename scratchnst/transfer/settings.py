@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from scratchnst.errors import ScratchNSTError
 from scratchnst.method.objective import STYLE_LAYERS
+from scratchnst.method.presets import get_preset
 from scratchnst.network import architecture
 
 DEVICES = {"cpu": "numpy", "gpu": "cupy"}
@@ -28,6 +29,14 @@ class Settings:
     ``noise``, ``blend`` (``noise_ratio`` of noise mixed into the content) or an
     image path. ``scales`` is the number of coarse-to-fine levels (1: single scale;
     0: automatic, halving until the long side is at most 256 px).
+    ``style_layer_weights``: one number per style layer, None (the preset's) or
+    ``"auto"`` (equal style terms at the content image: :mod:`scratchnst.method.balance`).
+    ``normalized``: True runs Gatys' normalised VGG19 (``load_vgg19(normalized=True)``),
+    False the weights as trained, None what the preset was published with
+    (:attr:`scratchnst.method.presets.Normalization.normalized`: True for ``gatys`` only).
+    ``tile``: None evaluates the objective on the whole image at once; N, on tiles of
+    at most N x N pixels plus a halo: the same loss and gradient, in memory bounded
+    by the tile (:mod:`scratchnst.method.tiled`).
     """
 
     content: str
@@ -45,7 +54,7 @@ class Settings:
     tv_weight: float = 0.0
     content_layers: list = field(default_factory=lambda: ["relu4_2"])
     style_layers: list = field(default_factory=lambda: list(STYLE_LAYERS))
-    style_layer_weights: list | None = None
+    style_layer_weights: list | str | None = None  # numbers, "auto" (scratchnst.method.balance) or the preset's
     pooling: str = "max"
     init: str = "content"
     noise_ratio: float = 0.6
@@ -55,6 +64,8 @@ class Settings:
     device: str = "cpu"
     dtype: str = "float32"
     weights: str | None = None
+    tile: int | None = None
+    normalized: bool | None = None  # Gatys' normalised VGG19? None: as the preset was published (gatys: yes)
 
     def validate(self):
         """One-line errors for settings that cannot work, before any heavy work."""
@@ -85,12 +96,24 @@ class Settings:
             raise ScratchNSTError(f"history must be a positive integer, got {self.history!r}")
         if not (isinstance(self.scales, int) and 0 <= self.scales <= 8):
             raise ScratchNSTError(f"scales must be an integer from 0 (auto) to 8, got {self.scales!r}")
+        if self.tile is not None and (isinstance(self.tile, bool) or not isinstance(self.tile, int)
+                                      or not 1 <= self.tile <= MAX_SIZE):
+            raise ScratchNSTError(f"tile must be an integer from 1 to {MAX_SIZE} pixels (or None: untiled), "
+                                  f"got {self.tile!r}")
         architecture.check_layers(list(self.content_layers) + list(self.style_layers))
+        if isinstance(self.style_layer_weights, str) and self.style_layer_weights != "auto":
+            raise ScratchNSTError(f"style layer weights must be numbers or auto, got {self.style_layer_weights!r}")
+        if not (self.normalized is None or isinstance(self.normalized, bool)):
+            raise ScratchNSTError(f"normalized must be true, false or unset, got {self.normalized!r}")
         if self.style_blend is not None and len(self.style_blend) != len(self.styles):
             raise ScratchNSTError(
                 f"{len(self.style_blend)} style blend weights for {len(self.styles)} style images"
             )
         return self
+
+    def normalized_network(self):
+        """Whether the run uses Gatys' normalised VGG19: ``normalized``, or when None the preset's choice."""
+        return get_preset(self.preset).normalized if self.normalized is None else self.normalized
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -103,6 +126,7 @@ class Settings:
     @classmethod
     def from_dict(cls, d):
         names = {f.name for f in dataclasses.fields(cls)}
+        d = {"normalized": False, **d}  # settings stored before the option existed ran the original network
         return cls(**{k: v for k, v in d.items() if k in names})
 
 

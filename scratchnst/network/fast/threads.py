@@ -59,7 +59,7 @@ def num_threads():
 
 
 def transform_threads(xp):
-    """Threads to split a convolution's bands over: :func:`num_threads` on NumPy when BLAS can be held at one, else 1."""
+    """Threads to split a convolution's bands over: :func:`num_threads` on NumPy if BLAS can be held at one, else 1."""
     if xp is not np:
         return 1
     n = num_threads()
