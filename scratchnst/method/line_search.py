@@ -9,7 +9,7 @@ import math
 from typing import NamedTuple
 
 
-def _cubic_min(t1, f1, g1, t2, f2, g2, lo, hi):
+def cubic_min(t1, f1, g1, t2, f2, g2, lo, hi):
     """Minimiser of the cubic through (t1, f1, slope g1) and (t2, f2, slope g2), kept in [lo, hi].
 
     Nocedal and Wright (2006) eq. 3.59. Falls back to the midpoint of [lo, hi]
@@ -26,6 +26,9 @@ def _cubic_min(t1, f1, g1, t2, f2, g2, lo, hi):
                 if math.isfinite(t):
                     return min(max(t, lo), hi)
     return 0.5 * (lo + hi)
+
+
+_cubic_min = cubic_min  # the name it had when it was private
 
 
 class _Point(NamedTuple):
@@ -98,7 +101,7 @@ def _bracket(phi, f0, gtd0, t, c1, c2, max_evals):
             return cur, None, n, True
         if gtd >= 0:
             return cur, prev, n, False
-        t_next = _cubic_min(prev.t, prev.f, prev.gtd, t, f, gtd, t + 0.01 * (t - prev.t), 10 * t)
+        t_next = cubic_min(prev.t, prev.f, prev.gtd, t, f, gtd, t + 0.01 * (t - prev.t), 10 * t)
         prev, t = cur, t_next
     return prev, None, n, False  # still extrapolating: the last point decreased the loss
 
@@ -110,7 +113,7 @@ def _zoom(phi, f0, gtd0, lo, hi, c1, c2, max_evals, n):
         width = b - a
         if width <= 1e-12 * max(b, 1e-300):  # the interval has collapsed to rounding
             break
-        t = _cubic_min(lo.t, lo.f, lo.gtd, hi.t, hi.f, hi.gtd, a + 0.1 * width, b - 0.1 * width)
+        t = cubic_min(lo.t, lo.f, lo.gtd, hi.t, hi.f, hi.gtd, a + 0.1 * width, b - 0.1 * width)
         f, g, gtd = phi(t)
         n += 1
         cur = _Point(t, f, g, gtd)

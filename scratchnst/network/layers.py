@@ -28,11 +28,19 @@ class ConvCache(NamedTuple):
     pad: int
 
 
-def _im2col(xpad, kh, kw, Ho, Wo):
+def im2col(xpad, kh, kw, Ho, Wo):
     """Stack the kh*kw shifted windows of a padded image.
 
+    Parameters
+    ----------
+    xpad : ndarray (C, Hp, Wp), the image with its zero padding already added
+    kh, kw : int, the kernel's height and width
+    Ho, Wo : int, the output size, ``Hp - kh + 1`` and ``Wp - kw + 1`` at stride 1
+
     Returns cols (C, kh, kw, Ho, Wo) with ``cols[c, u, v, i, j] = xpad[c, i+u, j+v]``,
-    so that a convolution becomes one matrix product over the (c, u, v) axis.
+    so that a convolution becomes one matrix product over the (c, u, v) axis:
+    ``w.reshape(O, C * kh * kw) @ cols.reshape(C * kh * kw, Ho * Wo)``
+    (tutorial 02, section 3, draws this matrix).
     Built with a loop over the kh*kw kernel offsets, each a plain slice copy: the
     loop is short (9 for a 3x3 kernel) and every copy is a large contiguous block.
     """
@@ -43,6 +51,9 @@ def _im2col(xpad, kh, kw, Ho, Wo):
         for v in range(kw):
             cols[:, u, v] = xpad[:, u : u + Ho, v : v + Wo]
     return cols
+
+
+_im2col = im2col  # the name it had when it was private
 
 
 def conv2d_forward(x, w, b, pad=1):
@@ -71,7 +82,7 @@ def conv2d_forward(x, w, b, pad=1):
         raise ValueError(f"conv2d: input has {C} channels, kernel expects {Cw}")
     Ho, Wo = H + 2 * pad - kh + 1, W + 2 * pad - kw + 1
     xpad = xp.pad(x, ((0, 0), (pad, pad), (pad, pad)))  # (C, H+2p, W+2p)
-    cols = _im2col(xpad, kh, kw, Ho, Wo).reshape(C * kh * kw, Ho * Wo)
+    cols = im2col(xpad, kh, kw, Ho, Wo).reshape(C * kh * kw, Ho * Wo)
     # ocuv,cuvp->op : every output pixel p is one dot product with the kernel
     out = w.reshape(O, C * kh * kw) @ cols + b[:, None]  # (O, Ho*Wo)
     return out.reshape(O, Ho, Wo), ConvCache(x, w, pad)
@@ -117,7 +128,7 @@ def col2im(dcols, shape, pad):
 
     Parameters
     ----------
-    dcols : ndarray (C, kh, kw, Ho, Wo), the gradient of ``cols`` of :func:`_im2col`
+    dcols : ndarray (C, kh, kw, Ho, Wo), the gradient of ``cols`` of :func:`im2col`
     shape : (C, H, W) of the unpadded input
     pad : the padding the forward pass added
 
@@ -166,7 +177,7 @@ def conv2d_backward_weights(dout, cache):
     O, _, kh, kw = w.shape
     _, Ho, Wo = dout.shape
     xpad = xp.pad(x, ((0, 0), (pad, pad), (pad, pad)))
-    cols = _im2col(xpad, kh, kw, Ho, Wo).reshape(C * kh * kw, Ho * Wo)
+    cols = im2col(xpad, kh, kw, Ho, Wo).reshape(C * kh * kw, Ho * Wo)
     d2 = dout.reshape(O, Ho * Wo)
     dw = (d2 @ cols.T).reshape(w.shape)  # op,pq->oq with q = (c, u, v)
     db = d2.sum(axis=1)

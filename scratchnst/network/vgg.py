@@ -167,6 +167,19 @@ class VGG19:
             backward = reference.avg_pool_backward
         return out, Step(name, backward, cache, out.shape, overwrites)
 
+    def last_steps(self):
+        """The layers of the last :meth:`forward`, in order, as a tuple of :class:`Step`.
+
+        For reading, not for changing: each ``Step`` (name, backward, cache, shape,
+        overwrites) is immutable, the tuple is a copy, and :meth:`backward` keeps using
+        its own list. The caches are the network's own arrays (e.g. a max pool's
+        ``PoolCache.argmax`` with the reference ops, ``conv="im2col"``): copy one before
+        the next forward pass if you keep it. Tutorial 02 reads the pools' winners here,
+        and walks these steps in reverse to show what :meth:`backward` does.
+        Empty before the first forward pass.
+        """
+        return tuple(self._steps or ())
+
     def backward(self, grads):
         """Gradient of a loss with respect to the input image of the last :meth:`forward`.
 

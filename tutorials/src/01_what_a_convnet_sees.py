@@ -9,18 +9,20 @@
 # **What you will do**
 #
 # * list VGG19's layers with their output shapes and **receptive fields**, computed from the
-#   architecture;
+#   architecture, and see what the bundled weights are (8-bit, k-means quantised);
 # * look at **feature maps** of one photo at `relu1_1`, `relu2_1`, ..., `relu5_1`;
-# * find the **image patches that excite single units most** among the bundled images,
-#   each cropped to the unit's receptive field;
-# * synthesise the input each unit likes best (**activation maximisation**);
-# * rebuild an image from one layer's activations, and a texture from one layer's Gram
-#   matrix, starting from noise: the two halves of Gatys et al.'s Figure 1.
+# * look at the 64 kernels of the first layer: **colour** units and **edge** units;
+# * find the **image patches that excite single units most** among the bundled images, for
+#   units of all five blocks, each cropped to the unit's receptive field;
+# * synthesise the input each unit likes best (**activation maximisation**).
+#
+# Rebuilding an image from one layer's activations, and a texture from Gram matrices, is the
+# subject of tutorials 03 and 04.
 #
 # **What you will learn**: how receptive fields grow through convolutions and pools; that the
-# first block responds to colours and oriented contrast, the middle blocks to textures and
-# repeated patterns, the last blocks to object parts such as faces; and why that makes
-# `relu4_2` a good content layer and Gram matrices of several layers a good style descriptor.
+# first block responds to colours and oriented contrast (edges), the middle blocks to textures
+# and repeated patterns, the last blocks to object parts; and why that makes a deep layer a good
+# content layer and statistics of several layers a good style descriptor.
 #
 # **What you need**: Python, NumPy and matplotlib; no deep-learning framework (VGG19 and
 # its backward pass are written in NumPy, tutorials 02–04). Open these beside the notebook:
@@ -29,9 +31,8 @@
 # * `scratchnst/network/architecture.py` — `LAYERS`; `scratchnst/files/weights.py` — `load_vgg19`;
 # * `scratchnst/inside/receptive_fields.py` — `receptive_fields`, `receptive_field_box`;
 # * `scratchnst/inside/patches.py` — `top_channels`, `top_patches`;
-# * `scratchnst/inside/figures.py` — `feature_grid_figure`, `patches_figure`, `units_figure`,
-#   `reconstructions_figure`;
-# * `scratchnst/inside/synthesis.py` — `maximize_unit`, `reconstruct`.
+# * `scratchnst/inside/figures.py` — `feature_grid_figure`, `patches_figure`, `units_figure`;
+# * `scratchnst/inside/synthesis.py` — `maximize_unit`.
 #
 # The first code cell picks sizes: `SCRATCHNST_TUTORIAL_SIZE=small` (CI) runs in under a
 # minute with tiny images and a few steps; `full` (the default) takes several minutes on a CPU.
@@ -42,22 +43,23 @@ import os
 import time
 
 import matplotlib.pyplot as plt
+import numpy as np
 from IPython.display import Image, Markdown, display
 
 import scratchnst
 from scratchnst.files import images
 from scratchnst.files.images import image_files
-from scratchnst.inside.figures import feature_grid_figure, patches_figure, reconstructions_figure, units_figure
+from scratchnst.inside.figures import feature_grid_figure, patches_figure, units_figure
 from scratchnst.inside.patches import top_channels, top_patches
 from scratchnst.inside.receptive_fields import receptive_fields
-from scratchnst.inside.synthesis import layer_channels, maximize_unit, reconstruct
+from scratchnst.inside.synthesis import layer_channels, maximize_unit
 
 SIZE = os.environ.get("SCRATCHNST_TUTORIAL_SIZE", "full")
 if SIZE == "small":   # CI: seconds, not pictures
-    MAP_PX, PATCH_PX, N_IMAGES, MAX_STEPS, REC_PX, REC_STEPS = 48, 48, 3, 2, 32, 2
+    MAP_PX, PATCH_PX, N_IMAGES, MAX_STEPS = 48, 48, 3, 2
     MAX_PX = {1: 16, 2: 16, 3: 16, 4: 16, 5: 16}
 else:
-    MAP_PX, PATCH_PX, N_IMAGES, MAX_STEPS, REC_PX, REC_STEPS = 128, 160, None, 30, 64, 30
+    MAP_PX, PATCH_PX, N_IMAGES, MAX_STEPS = 128, 160, None, 30
     MAX_PX = {1: 32, 2: 48, 3: 64, 4: 64, 5: 64}   # each at least a receptive field or so, on a CPU budget
 BLOCKS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
 
@@ -126,6 +128,29 @@ display(Markdown("\n".join(rows)))
 # *theoretical* field: the pixels that *can* influence the unit. In practice the centre of
 # the window matters far more than its edges.
 #
+# **The bundled weights are quantised.** `weights/vgg19.h5` (20 MB) holds VGG19's ImageNet
+# weights (Simonyan and Zisserman, via the Keras conversion of the original Caffe model) with
+# each convolution's kernel **quantised to 8 bits by k-means**: every weight of a layer is
+# replaced by the nearest of 256 values (that layer's codebook), stored as a uint8 code; the
+# biases are kept in float32. The full-precision kernels would take four times the space (see
+# `weights/README.md` for the provenance). What that changes: each weight moves by at most half
+# the gap between neighbouring codebook values, so the activations, and which patch excites a
+# unit most, are close to but not exactly those of the original VGG19; the unit numbers and
+# the figures below may differ slightly from other copies of VGG19. What it does not change is
+# the architecture, or the kind of features each block computes. The cell below counts the
+# distinct kernel values per layer and the largest such move relative to the layer's weights;
+# to compare with full-precision weights, convert them with `scratchnst convert` and pass the
+# file to `load_vgg19`.
+
+# %%
+for name, (kernel, _) in net.params.items():
+    values = np.unique(np.asarray(kernel))                    # the codebook actually used
+    half_gap = np.diff(values).max() / 2 if values.size > 1 else 0.0
+    print(f"{name}: {values.size} distinct kernel values; largest move {half_gap / np.abs(values).max():.1e} "
+          f"of the largest weight")
+
+# %% [markdown]
+#
 # ## 2. Feature maps, block by block
 #
 # `net.forward(x, layers)` returns each requested layer's activations as a $(C, h, w)$ array
@@ -162,7 +187,43 @@ for layer in BLOCKS:
 #   174, 434) concentrate on the face and the neck ring, the part of the picture a
 #   classifier of objects would care about.
 #
-# ## 3. The patches that excite a unit most
+# ## 3. The first layer's kernels: colour units and edge units
+#
+# A `relu1_1` unit is one $3\times3\times3$ kernel of `conv1_1` followed by a ReLU, so we can
+# simply look at the kernels, drawn as tiny RGB images (each scaled to its own range, mid-grey
+# for zero). A kernel that is roughly constant over its $3\times3$ window responds to a
+# **colour**, wherever it is; a kernel with opposite signs on two sides responds to a
+# **contrast** between them, an **edge**. The cell measures the spatial part of each kernel
+# (its norm after removing the mean over the window, relative to its whole norm) and marks the
+# units used below: unit 22, a colour unit; units 58 and 10, edge units.
+
+# %%
+kernel = np.asarray(net.params["conv1_1"][0])                 # (64, 3, 3, 3): (unit, colour, row, column)
+spatial = kernel - kernel.mean(axis=(2, 3), keepdims=True)
+edge_ness = np.linalg.norm(spatial.reshape(64, -1), axis=1) / np.linalg.norm(kernel.reshape(64, -1), axis=1)
+fig, axes = plt.subplots(4, 16, figsize=(13, 3.8), layout="constrained")
+for u, ax in enumerate(axes.flat):
+    k = kernel[u].transpose(1, 2, 0)                          # (3, 3, colour)
+    k = k[..., ::-1] if net.prep.channel_order == "BGR" else k  # show in RGB
+    ax.imshow(0.5 + 0.5 * k / np.abs(k).max())
+    ax.set_title(f"{u}", fontsize=8, color="crimson" if u in (22, 58, 10) else "black")
+    ax.set_axis_off()
+fig.suptitle("conv1_1 kernels (red numbers: units shown below)", fontsize=11)
+plt.show()
+for u in (22, 58, 10):
+    print(f"conv1_1 unit {u}: spatial part {edge_ness[u]:.2f} of the kernel's norm "
+          f"({'edge' if edge_ness[u] > 0.5 else 'colour'} unit)")
+print(f"{np.sum(edge_ness > 0.5)} of the 64 kernels are mostly spatial (edge units), "
+      f"{np.sum(edge_ness <= 0.5)} mostly colour")
+
+# %% [markdown]
+# Most of the first layer's units are edge detectors of some orientation and colour pair, and
+# the rest respond mostly to colour (the counts are printed; the threshold 0.5 is a rough one). Unit 58's kernel is
+# dark on the left and light on the right, a **vertical** edge; unit 10's light on top and dark
+# below, a **horizontal** edge (the course's names: the orientation of the edge, not of the
+# change across it).
+#
+# ## 4. The patches that excite a unit most
 #
 # A feature map shows where *one* image excites a unit. To see what the unit is *for*,
 # look across many images: run every bundled image through the network, take the positions
@@ -171,35 +232,58 @@ for layer in BLOCKS:
 # crop; Zeiler and Fergus 2014 did this over ImageNet). Ten images are a small sample, so a
 # unit's favourite here is what it likes *among these*; the pattern is still clear.
 #
-# The units below were picked from the first and the deepest blocks, and one in between.
+# The units below come from all five blocks. Under the figures, the cell prints for each unit
+# the images in the order of their best patch, and how much more the unit fires on its favourite
+# image than on any other.
 
 # %%
-PATCH_UNITS = [("relu1_1", 22), ("relu1_1", 33), ("relu3_1", 122), ("relu3_1", 187), ("relu5_1", 85), ("relu5_1", 159)]
+PATCH_UNITS = [("relu1_1", 22), ("relu1_1", 58), ("relu1_1", 10), ("relu2_1", 18), ("relu3_1", 122),
+               ("relu3_1", 187), ("relu4_1", 430), ("relu5_1", 85), ("relu5_1", 159)]
 t0 = time.perf_counter()
+ranking = {}
 for layer, unit in PATCH_UNITS:
     patches = top_patches(net, layer, unit, paths, k=8, per_image=2, long_side=PATCH_PX)
     show(patches_figure(patches, layer, unit))
+    best = {}
+    for patch in patches:                                   # strongest first: keep each image's best
+        best.setdefault(patch.source.split(".")[0], patch.score)
+    ranking[layer, unit] = best
 print(f"{len(PATCH_UNITS)} units over {len(paths)} images in {time.perf_counter() - t0:.0f} s")
+for (layer, unit), best in ranking.items():
+    names = list(best) + ["-"]                              # "-": no other image at all
+    top, nxt = best[names[0]], best.get(names[1], 0.0)
+    ratio = top / nxt if nxt > 0 else float("inf")           # a unit silent on every other image
+    print(f"{layer} unit {unit}: images by best patch: {', '.join(names[:-1])};  "
+          f"ratio: {ratio:.1f} (best {names[0]} over next {names[1]})")
 
 # %% [markdown]
 # What the patches show:
 #
 # * **`relu1_1` unit 22** is a *colour* unit: all eight $3\times3$ patches are flat, saturated
 #   blue (the Starry Night's sky, Earth from space, the water lilies, the sky behind Grace
-#   Hopper). **Unit 33** is a *contrast* unit: every patch is light on the left and dark on the
-#   right, a vertical edge, whatever the colours.
+#   Hopper). **Units 58 and 10** are *edge* units, as their kernels said: unit 58's patches are
+#   dark on the left and light on the right (a vertical edge), unit 10's light above and dark
+#   below (a horizontal edge), in whatever colours the images offer.
+# * **`relu2_1` unit 18** (10 px patches) fires on boundaries between a dark region on the left
+#   and a light one on the right, straight or slanted: the edge of unit 58, now over a larger
+#   window and along curves (the sleeve against the shirt in Grace Hopper's portrait, the
+#   helmet's rim, Earth's limb against black space).
 # * **`relu3_1` unit 122** (24 px patches) prefers corners and points on a contrasting ground:
 #   the white stars on Grace Hopper's flag, the angular shapes of Kandinsky's *Composition
 #   VII*, the curling tips of the Great Wave. **Unit 187** prefers a bright diagonal stroke
 #   running from top left to bottom right: the rim of the astronaut's helmet, the orange
 #   stripes of the Scream's sky, the bands of the Great Wave.
+# * **`relu4_1` unit 430** (68 px patches) prefers bold, rounded shapes with sharp light-dark
+#   outlines (Grace Hopper's tie and collar, the flag's stars, the Great Wave's crest, Earth's
+#   disc): a part-sized pattern, no longer a single edge, not yet an object.
 # * **`relu5_1`** patches are almost the whole image (156 px of a 160 px image). **Unit 85** fires
-#   three times more on the astronaut than on anything else (1980 against at most 390); the
-#   runners-up contain faces or figures (the Scream, Grace Hopper, the cat). **Unit 159** fires
-#   on the cat, Chelsea, three times more than on any other image: an object-level unit. Its
-#   second crop of the cat is again centred on the eye and the fur.
+#   on the astronaut several times more than on any other image (the printed ratio); the
+#   runners-up, in the printed order, are a mix of paintings and photos with no common object,
+#   so among these ten images the unit is an astronaut detector and nothing else. **Unit 159**
+#   fires most on the cat, Chelsea, again by a clear margin (its ratio is printed too): an
+#   object-level unit. Its second crop of the cat is again centred on the eye and the fur.
 #
-# ## 4. What a unit wants: activation maximisation
+# ## 5. What a unit wants: activation maximisation
 #
 # Instead of searching a set of images, we can *make* the image a unit likes most: start
 # from grey noise and do gradient **ascent** on the unit's mean activation
@@ -236,8 +320,8 @@ print(f"{sum(map(len, MAX_UNITS.values()))} units in {time.perf_counter() - t0:.
 #
 # * **`relu1_1`**: flat colours (green, blue, magenta, violet). A $3\times3$ filter averaged
 #   over all positions responds to the image's colour; the blur removes the 1-pixel patterns
-#   an edge filter would need. Unit 22 comes out the same blue as its top patches. Unit 33's
-#   edge preference, plain in its patches, cannot show here (exercise 2).
+#   an edge filter would need, so the edge units of section 3 would come out flat too
+#   (exercise 2). Unit 22 comes out the same blue as its top patches.
 # * **`relu2_1`**: the first textures: fine stripes at one orientation (units 18, 103), a
 #   magenta honeycomb (120), a grey-green fine grid (51). The period is a few pixels, the
 #   size of the receptive field.
@@ -253,67 +337,32 @@ print(f"{sum(map(len, MAX_UNITS.values()))} units in {time.perf_counter() - t0:.
 #   receptive field, and ascent without a natural-image prior does not produce whole objects),
 #   but they are the object *parts* the layer is built from.
 #
-# ## 5. What a layer keeps: reconstructions from one layer (Gatys et al., Figure 1)
+# ## 6. What comes next
 #
-# Two more optimisations from noise, now towards a real image $p$, each matching only one layer $l$
-# (`scratchnst.inside.synthesis.reconstruct`, minimised with L-BFGS):
-#
-# * **content reconstruction**: find $x$ with the same activations as $p$,
-#   $\;\min_x \frac{1}{N_l M_l}\sum_{i,j} \big(F^l_{ij}(x) - F^l_{ij}(p)\big)^2$;
-# * **texture synthesis**: find $x$ with the same **Gram matrix** $G^l = F^l (F^l)^\top$ (which
-#   channels fire *together*, summed over all positions, so all spatial arrangement is discarded),
-#   $\;\min_x \frac{1}{4 N_l^2 M_l^2}\sum_{i,j} \big(G^l_{ij}(x) - G^l_{ij}(p)\big)^2$.
-#
-# Here $F^l$ is the $(N_l, M_l)$ matrix of layer $l$'s activations, $N_l$ channels by $M_l = hw$ positions.
-
-# %%
-content_rgb = images.load_image(images.bundled_image("astronaut"), long_side=REC_PX)
-style_rgb = images.load_image(images.bundled_image("starry_night"), long_side=REC_PX)
-t0 = time.perf_counter()
-for rgb, style, kind in [(content_rgb, False, "content reconstruction"), (style_rgb, True, "texture synthesis")]:
-    results = []
-    for layer in BLOCKS:
-        x, history = reconstruct(net, net.preprocess(rgb), layer, style=style, steps=REC_STEPS, seed=0)
-        results.append((layer, net.deprocess(x), history[-1]))
-    fig = reconstructions_figure(rgb, results, f"{kind}, {REC_STEPS} L-BFGS steps,")
-    show(fig)
-print(f"10 reconstructions in {time.perf_counter() - t0:.0f} s")
-
-# %% [markdown]
-# This is Gatys et al.'s Figure 1, in small:
-#
-# * **Content** (top row): from `relu1_1` and `relu2_1` the photo comes back almost exactly;
-#   from `relu3_1` it is still sharp, with a thin layer of high-frequency noise; from `relu4_1`
-#   the layout, the suit, the helmet, the face are all in place but the colours and fine
-#   detail are lost under coloured noise; from `relu5_1` only the arrangement of the main
-#   parts survives. Deep layers keep *what is where*, not the exact pixels: what a content
-#   loss should constrain, leaving the pixels free for the style. Hence `relu4_2` as the
-#   content layer.
-# * **Texture** (bottom row): no reconstruction puts the tree, the moon or the village back,
-#   since the Gram matrix sums over positions and discards the layout. What survives is the
-#   painting's *stuff*: at `relu1_1` only its colour blobs; at `relu2_1` and `relu3_1` its short
-#   swirling brush strokes in its blues and yellows; at `relu4_1` and `relu5_1` larger curved
-#   structures, at a scale set by the receptive field, with the colours less faithful. A style
-#   loss that uses all five layers gets colour and stroke *and* large-scale structure.
+# What a layer *keeps* of an image is the next question, and tutorials 03 and 04 answer it by
+# optimisation: 03 rebuilds a photo from one layer's activations (shallow layers give the pixels
+# back, deep ones only the layout), and 04 synthesises textures from the Gram matrices of more
+# and more layers, the style rows of Gatys et al.'s Figure 1.
 #
 # ## Summary
 #
+# * The bundled weights are VGG19's, with each layer's kernels k-means quantised to 256 values:
+#   close to, not identical with, the original network.
 # * VGG19 is five blocks of $3\times3$ convolutions and ReLUs separated by $2\times2$ pools;
 #   receptive fields grow as $r' = r + (k-1)j$, from 3 px at `relu1_1` to 156 px at `relu5_1`
 #   (`scratchnst.inside.receptive_fields.receptive_fields`).
-# * What the units respond to, in the figures above: block 1 to **colours and light-dark
-#   contrast** in $3\times3$ windows; block 2 to **edges and fine stripes**; block 3 to **oriented
+# * What the units respond to, in the figures above: block 1 to **colours and edges** in
+#   $3\times3$ windows (visible in the kernels themselves); block 2 to **longer edges and fine
+#   stripes**; block 3 to **oriented
 #   strokes, corners and small repeated patterns**; block 4 to **textures made of parts**
 #   (dots on bands, scales); block 5 to **object parts and whole objects** (a unit that fires
 #   mainly on the cat, one on the astronaut, eye-like spots).
-# * Matching one layer's **activations** keeps the arrangement of the image, exactly at low
-#   layers and only coarsely at high ones: that is why a deep layer (`relu4_2`) serves as the
-#   content. Matching one layer's **Gram matrix** keeps texture and discards arrangement, at a
-#   scale set by the layer's receptive field: that is why style uses Grams of several layers.
+# * Deep layers know *what is where*, shallow ones the pixels and textures: tutorials 03 and
+#   04 turn that into the content and style costs.
 #
 # ## Exercises
 #
-# 1. Take a unit from the `relu4_1` row of section 4 and show its `top_patches`. Do the
+# 1. Take another unit from the `relu4_1` row of section 5 and show its `top_patches`. Do the
 #    patches agree with the synthesised image?
 # 2. Run `maximize_unit` for one `relu1_1` unit with `blur_sigma=0` and `decay=0`. What do the
 #    regularisers suppress? Then use `where="centre"` for a `relu3_1` unit: what appears
@@ -321,7 +370,7 @@ print(f"10 reconstructions in {time.perf_counter() - t0:.0f} s")
 # 3. Verify one entry of the receptive-field table by hand, then empirically: feed a random
 #    image, backpropagate a gradient of 1 at one `relu3_1` unit (`net.backward`) and measure
 #    the extent of the nonzero input gradient.
-# 4. Repeat the reconstructions of section 5 with `net.pooling = "avg"` (Gatys et al. used
-#    average pooling for synthesis). Which layers change most?
+# 4. Repeat the activation maximisation of section 5 with `net.pooling = "avg"` (Gatys et al.
+#    used average pooling for synthesis). Which blocks change most?
 # 5. Synthesise a texture from the Grams of *several* layers at once (`scratchnst.Objective`
 #    with `alpha=0`, starting from noise). How does it compare with the single-layer ones?

@@ -86,7 +86,9 @@ print("size:", SIZE)
 #
 # A worked example, small enough to check by hand: a $4\times 4$ single-channel
 # image holding $1, \dots, 16$, and one $3\times 3$ kernel that takes the centre pixel
-# minus its left neighbour (a horizontal edge detector).
+# minus its left neighbour: a **vertical-edge** detector, in the course's words (and tutorial
+# 01's): it responds where brightness changes from left to right, that is, along an edge that
+# runs vertically.
 
 # %%
 x = np.arange(1.0, 17.0).reshape(1, 4, 4)  # (C=1, H=4, W=4)
@@ -117,8 +119,8 @@ print("out[0] =\n", out[0])
 #   \qquad \mathrm{out} = \underbrace{w}_{O \times C k_h k_w}\;
 #   \underbrace{\mathrm{cols}}_{C k_h k_w \times H_o W_o} + b.$$
 #
-# `scratchnst.network.layers.conv2d_forward` does exactly this; the copying is the internal
-# helper `scratchnst.network.layers._im2col`, a loop over the $k_h k_w = 9$ kernel offsets in
+# `scratchnst.network.layers.conv2d_forward` does exactly this; the copying is
+# `scratchnst.network.layers.im2col`, a loop over the $k_h k_w = 9$ kernel offsets in
 # which each step copies one shifted slice of the whole image. Below, each column of
 # the right panel is one $3\times 3$ window of the padded image, read row by row; the
 # outlined column is the window outlined on the left.
@@ -127,7 +129,7 @@ print("out[0] =\n", out[0])
 pad, kh, kw = 1, 3, 3
 xpad = np.pad(x, ((0, 0), (pad, pad), (pad, pad)))  # (1, 6, 6)
 Ho, Wo = 4, 4
-cols = layers._im2col(xpad, kh, kw, Ho, Wo).reshape(1 * kh * kw, Ho * Wo)  # (9, 16)
+cols = layers.im2col(xpad, kh, kw, Ho, Wo).reshape(1 * kh * kw, Ho * Wo)  # (9, 16)
 print("cols shape:", cols.shape, "  w @ cols == conv2d_forward:", np.allclose(w.reshape(1, 9) @ cols, out.reshape(1, 16)))
 
 i, j = 1, 2  # the output pixel we checked by hand
@@ -401,7 +403,7 @@ print(f"avg pool without 1/s^2 (wrong): relative error {gradcheck.check_vjp(f, x
 # the input gradient computed as the flipped-kernel convolution of section 4), each
 # tested against `scratchnst.network.layers`;
 # `scratchnst.load_vgg19(conv="im2col")` runs exactly the functions of this notebook.
-# We check both.
+# We check three: the reference `im2col`, the banded `gemm`, and the default `winograd`.
 #
 # Checking the network entry by entry would need two full forward passes per pixel,
 # thousands of them. Instead, check it along one random direction $v$ (Chainer's
@@ -424,12 +426,15 @@ print(f"avg pool without 1/s^2 (wrong): relative error {gradcheck.check_vjp(f, x
 # %%
 rgb = load_image(bundled_image("chelsea"), long_side=VGG_SIDE)
 names = ["relu1_1", "relu2_2", "pool3", "relu4_2", "relu5_1"]
-nets = {conv: scratchnst.load_vgg19(dtype="float64", conv=conv) for conv in ("im2col", "gemm")}
+nets = {conv: scratchnst.load_vgg19(dtype="float64", conv=conv) for conv in ("im2col", "gemm", "winograd")}
+print("default convolution of load_vgg19():", scratchnst.load_vgg19().conv)
 net64 = nets["im2col"]
 x = net64.preprocess(rgb)  # (3, H, W) float64, the network's input space
 acts = net64.forward(x, names)
 g = {n: rng.standard_normal(a.shape) for n, a in acts.items()}
 print("input", x.shape, "->", ", ".join(f"{n} {a.shape}" for n, a in acts.items()))
+steps = net64.last_steps()  # the layers this forward ran, in order (read-only)
+print(f"the forward pass runs {len(steps)} layers, {steps[0].name} to {steps[-1].name}")
 
 for conv, net in nets.items():
     def loss(z, net=net):
@@ -441,74 +446,17 @@ for conv, net in nets.items():
     grad = net.backward(g)  # right after the forward whose gradient we want
     for h in (1e-4, 1e-5, 1e-6):
         err, analytic, numeric = gradcheck.check_directional(loss, x, grad, seed=1, h=h)
-        print(f"conv={conv:6s} h={h:.0e}: <grad, v> = {analytic:.10e}   finite difference = {numeric:.10e}"
+        print(f"conv={conv:8s} h={h:.0e}: <grad, v> = {analytic:.10e}   finite difference = {numeric:.10e}"
               f"   relative error {err:.1e}")
     print(f"  ({time.perf_counter() - t0:.1f} s)")
 
 # %% [markdown]
-# With $h = 10^{-5}$ eight or nine digits match through 37 layers, for both
-# implementations. The step matters, and the reason is again a kink. The input is in
-# pixel units (values up to about 150), and activations change by tens of units per
-# unit step along $v$; a max-pool window whose two largest entries differ by less
-# than that times $h$ swaps its winner between $x - hv$ and $x + hv$, and the finite
-# difference then averages two different slopes. With $h = 10^{-4}$ a photo has a
-# fair chance of such a near-tie somewhere among its thousands of windows; when it
-# does, the error jumps to $10^{-4}$ or worse. At $h = 10^{-6}$ rounding error
-# ($\varepsilon |L| / h$) starts to show instead. The next cell looks for windows that
-# swap winners at each step size.
-
-# %%
-def swapped_windows(net, x, v, h):
-    """Max-pool windows whose winner differs between x - h v and x + h v.
-
-    Reads the argmax kept in each scratchnst.network.layers.PoolCache (the conv="im2col"
-    network's pools); it peeks at the network's private list of steps, for this demonstration only.
-    """
-    found = []
-    net.forward(x - h * v, ["pool5"] if min(x.shape[1:]) >= 32 else ["pool4"])
-    before = {s.name: np.array(s.cache.argmax) for s in net._steps if s.name.startswith("pool")}
-    net.forward(x + h * v, list(before)[-1:])
-    for s in net._steps:
-        if s.name.startswith("pool"):
-            for ch, i, j in zip(*np.nonzero(before[s.name] != s.cache.argmax)):
-                found.append((s.name, int(ch), int(i), int(j)))
-    return found
-
-
-v = np.random.default_rng(1).standard_normal(x.shape)  # the direction check_directional(seed=1) uses
-for h in (1e-4, 1e-5, 1e-6):
-    found = swapped_windows(net64, x, v, h)
-    print(f"h={h:.0e}: {len(found)} window(s) swap their maximum", found[:3])
-if swapped_windows(net64, x, v, 1e-4):
-    n, ch, i, j = swapped_windows(net64, x, v, 1e-4)[0]  # the ReLU before the pool holds its window
-    prev = scratchnst.LAYERS[scratchnst.LAYERS.index(n) - 1]
-    a = net64.forward(x, [prev])[prev]
-    print(f"that {n} window, read from {prev} channel {ch} at x:\n", np.array2string(a[ch, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2], precision=5))
-
-# %% [markdown]
-# The same check, with a gradient that is wrong in one place only, say the backward
-# of the first ReLU passing everything through, fails clearly:
-
-# %%
-acts = net64.forward(x, names)
-steps = net64._steps  # [Step(name, backward, cache, shape, overwrites)] of this forward, in order
-relu11 = [k for k, s in enumerate(steps) if s.name == "relu1_1"][0]
-steps[relu11] = steps[relu11]._replace(backward=lambda dout, cache: dout)  # wrong: ignores the mask
-bad = net64.backward(g)
-
-
-def loss(z):
-    a = net64.forward(z, names)
-    return sum(np.sum(g[n] * a[n]) for n in names)
-
-
-err, analytic, numeric = gradcheck.check_directional(loss, x, bad, seed=1, h=1e-5)
-print(f"ReLU mask dropped at relu1_1: <grad, v> = {analytic:.6e}, finite difference = {numeric:.6e}, "
-      f"relative error {err:.1e}  <- caught")
-
-# %% [markdown]
-# (That cell reaches into the network's private list of caches, only to break it on
-# purpose; real code never needs to.)
+# With $h = 10^{-5}$ the two sides agree to the digits the relative errors above print
+# (about $10^{-8}$ or better), for all three implementations, through every layer the pass
+# ran. The step $h$ matters: at $h = 10^{-4}$ the error can jump, and at $h = 10^{-6}$
+# rounding starts to show. Appendix A, at the end of this notebook, explains why (near-ties
+# in the max pools) and shows the same check catching a backward pass that is wrong in
+# one place only.
 #
 # ## Summary
 #
@@ -530,6 +478,36 @@ print(f"ReLU mask dropped at relu1_1: <grad, v> = {analytic:.6e}, finite differe
 #
 # ## Exercises
 #
+# **0. Write it yourself: `relu_backward`.** Fill in the function below from its docstring
+# (without looking at section 6 or `scratchnst/network/layers.py`), then run the check cell:
+# it compares your gradient with central differences (`gradcheck.check_vjp`), as section 5
+# did, and says "correct" below $10^{-7}$. Until you fill it in, it says "not implemented yet".
+# An answer is in `tutorials/solutions.py`; the check itself is in `tutorials/exercises.py`
+# (and `tests/test_exercises.py` makes sure it rejects wrong answers).
+
+# %%
+from exercises import check_exercise  # tutorials/exercises.py  # noqa: E402
+
+
+def relu_backward(dout, x):
+    """Backward pass of relu(x) = max(x, 0).
+
+    Parameters
+    ----------
+    dout : ndarray (C, H, W), dL/d out
+    x : ndarray (C, H, W), the ReLU's input
+
+    Returns
+    -------
+    dx : ndarray (C, H, W), dL/dx; take the derivative at x = 0 to be 0.
+    """
+    raise NotImplementedError  # your code here: one line
+
+
+# %%
+check_exercise("relu_backward", relu_backward)
+
+# %% [markdown]
 # 1. Write a naive convolution with four nested loops over $(o, i, j)$ and the
 #    window, and compare it with `scratchnst.network.layers.conv2d_forward` on random inputs.
 #    How much slower is it on a $64\times 64\times 64$ input?
@@ -543,3 +521,81 @@ print(f"ReLU mask dropped at relu1_1: <grad, v> = {analytic:.6e}, finite differe
 # 5. Max pooling's backward could route a tie's gradient to the *last* maximum, or
 #    split it evenly. Would style transfer results change? Why are ties rare on real
 #    images but common after a ReLU?
+
+# %% [markdown]
+# ## Appendix A. Why the step matters: near-ties in max pooling
+#
+# Section 9's check agreed best at $h = 10^{-5}$. The reason is again a kink. The input is in
+# pixel units (values up to about 150), and activations change by tens of units per
+# unit step along $v$; a max-pool window whose two largest entries differ by less
+# than that times $h$ swaps its winner between $x - hv$ and $x + hv$, and the finite
+# difference then averages two different slopes. With $h = 10^{-4}$ a photo has a
+# fair chance of such a near-tie somewhere among its thousands of windows; when it
+# does, the error jumps to $10^{-4}$ or worse. At $h = 10^{-6}$ rounding error
+# ($\varepsilon |L| / h$) starts to show instead. The next cell looks for windows that
+# swap winners at each step size.
+
+# %%
+def swapped_windows(net, x, v, h):
+    """Max-pool windows whose winner differs between x - h v and x + h v.
+
+    Reads the argmax kept in each scratchnst.network.layers.PoolCache (the conv="im2col"
+    network's pools) through ``net.last_steps()``, the read-only record of the last forward pass.
+    """
+    found = []
+    net.forward(x - h * v, ["pool5"] if min(x.shape[1:]) >= 32 else ["pool4"])
+    before = {s.name: np.array(s.cache.argmax) for s in net.last_steps() if s.name.startswith("pool")}
+    net.forward(x + h * v, list(before)[-1:])
+    for s in net.last_steps():
+        if s.name.startswith("pool"):
+            for ch, i, j in zip(*np.nonzero(before[s.name] != s.cache.argmax)):
+                found.append((s.name, int(ch), int(i), int(j)))
+    return found
+
+
+v = np.random.default_rng(1).standard_normal(x.shape)  # the direction check_directional(seed=1) uses
+for h in (1e-4, 1e-5, 1e-6):
+    found = swapped_windows(net64, x, v, h)
+    print(f"h={h:.0e}: {len(found)} window(s) swap their maximum", found[:3])
+if swapped_windows(net64, x, v, 1e-4):
+    n, ch, i, j = swapped_windows(net64, x, v, 1e-4)[0]  # the ReLU before the pool holds its window
+    prev = scratchnst.LAYERS[scratchnst.LAYERS.index(n) - 1]
+    a = net64.forward(x, [prev])[prev]
+    print(f"that {n} window, read from {prev} channel {ch} at x:\n", np.array2string(a[ch, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2], precision=5))
+
+# %% [markdown]
+# ## Appendix B. A gradient wrong in one place only
+#
+# `net.backward` is a short loop: walk the steps of the last forward pass in reverse, add each
+# requested layer's own gradient as you pass it, and call each step's backward. Written out
+# with `net.last_steps()`, it lets us break one step on purpose, say the first ReLU passing
+# everything through, and watch the directional check fail clearly:
+
+# %%
+def backward_walk(net, grads, broken=None):
+    """What net.backward does (for the reference ops), optionally with one layer's backward replaced by the identity."""
+    steps = net.last_steps()  # (Step(name, backward, cache, shape, overwrites), ...) of the last forward
+    deepest = max(k for k, s in enumerate(steps) if s.name in grads)
+    d = None
+    for step in reversed(steps[: deepest + 1]):
+        if step.name in grads:
+            d = grads[step.name] if d is None else d + grads[step.name]
+        backward = (lambda dout, cache: dout) if step.name == broken else step.backward  # identity: wrong
+        d = backward(d, step.cache)
+    return d
+
+
+acts = net64.forward(x, names)
+walked = backward_walk(net64, g)
+print(f"backward_walk vs net.backward: relative error {gradcheck.rel_error(walked, net64.backward(g)):.1e}")
+bad = backward_walk(net64, g, broken="relu1_1")  # the ReLU mask dropped
+
+
+def loss(z):
+    a = net64.forward(z, names)
+    return sum(np.sum(g[n] * a[n]) for n in names)
+
+
+err, analytic, numeric = gradcheck.check_directional(loss, x, bad, seed=1, h=1e-5)
+print(f"ReLU mask dropped at relu1_1: <grad, v> = {analytic:.6e}, finite difference = {numeric:.6e}, "
+      f"relative error {err:.1e}  <- caught")

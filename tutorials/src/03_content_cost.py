@@ -11,12 +11,14 @@
 #
 # **What you will do**
 #
-# * write the content cost of Gatys et al. (2016, eq. 1) and the variant used in the
-#   Deep Learning Specialization, and derive their gradients;
+# * translate the Deep Learning Specialization's notation into Gatys et al.'s (a table);
+# * write the content cost of Gatys et al. (2016, eq. 1) and the variant of the course's
+#   programming assignment, and derive their gradients;
 # * check `scratchnst.method.costs.content_cost` against finite differences, alone and
 #   through the whole network;
 # * reconstruct a photo from noise at `relu1_1`, `relu2_1`, `relu3_1`, `relu4_2` and
-#   `relu5_1` with L-BFGS, and compare the results side by side.
+#   `relu5_1` with L-BFGS, and compare the results side by side;
+# * write the content cost and its gradient yourself, and check it (exercise 0).
 #
 # **What you will learn**: that the content cost is a plain sum of squares, whose
 # gradient is the difference of activations; how the ReLU turns that into Gatys'
@@ -56,6 +58,41 @@ rng = np.random.default_rng(0)
 print(f"size: {SIZE}  (photo {SIDE} px, {ITERS} L-BFGS iterations per layer)")
 
 # %% [markdown]
+# ## 0. From the course's notation to the paper's
+#
+# The Deep Learning Specialization (course 4, week 4) and its programming assignment write
+# neural style transfer in their own notation; these tutorials follow Gatys et al. (2016) and
+# the package's code. The two describe the same quantities:
+#
+# | course (lecture / assignment) | here (Gatys et al.) | in scratchnst |
+# |---|---|---|
+# | content image $C$, style image $S$, generated image $G$ | $\vec p$, $\vec a$, $\vec x$ | `content`, `style`, `x` |
+# | activation $a^{[l]}$, shape $n_H \times n_W \times n_C$ | $F^l$, shape $N_l \times M_l$ | `F = a.reshape(N_l, h * w)` |
+# | number of channels $n_C$ | $N_l$ | `a.shape[0]` |
+# | number of positions $n_H n_W$ | $M_l$ | `h * w` |
+# | style matrix $G^{[l](S)}$ (of the style image) | $A^l$ | `Objective.A[layer]` |
+# | style matrix $G^{[l](G)}$ (of the generated image) | $G^l = F^l {F^l}^\top$ | `gram(F)` |
+# | layer weight $\lambda^{[l]}$ | $w_l$ | `style_layer_weights` |
+# | $J(G) = \alpha J_\text{content} + \beta J_\text{style}$ | $\mathcal L_\text{total} = \alpha \mathcal L_\text{content} + \beta \mathcal L_\text{style}$ | `Objective.value(x)` |
+#
+# Two warnings. The letter $G$ means two things in the course (the generated image, and a
+# Gram matrix); here the image is $\vec x$ and only Gram matrices are $G$. And the course's
+# activation is stored height × width × channels, the package's channels × height × width:
+# the same numbers in another order, which changes neither a cost nor a Gram matrix.
+#
+# **The constants.** The per-layer style cost is the same in all three places:
+# $\frac{1}{(2 n_H n_W n_C)^2} = \frac{1}{4 N_l^2 M_l^2}$. The content cost's constant is not:
+#
+# * the **lecture** writes $J_\text{content} = \tfrac12 \lVert a^{[l](C)} - a^{[l](G)} \rVert^2$,
+#   the constant $\tfrac12$ of Gatys et al.'s eq. 1 (preset `gatys`);
+# * the **programming assignment** writes $\frac{1}{4 n_H n_W n_C}\sum (a^{(C)} - a^{(G)})^2$
+#   (preset `course`).
+#
+# They differ by the fixed factor $\tfrac12 \big/ \tfrac{1}{4 N_l M_l} = 2 N_l M_l$, which depends
+# only on the layer's shape: for a given image size it is a constant, so choosing one
+# constant or the other is the same as multiplying $\alpha$ by it. The first code cell of section 1 computes
+# the factor for our photo and checks it against the two costs.
+#
 # ## 1. The content cost
 #
 # Run an image $\vec x$ through VGG19 and stop at layer $l$. The activation there is an
@@ -86,7 +123,7 @@ print(f"size: {SIZE}  (photo {SIDE} px, {ITERS} L-BFGS iterations per layer)")
 # $F - P$, and `scratchnst.network.layers.relu_backward` (called by `net.backward`) multiplies
 # by $[F > 0]$ on the way down.
 #
-# **The course variant.** The Deep Learning Specialization (course 4, week 4) writes,
+# **The programming assignment's variant.** The course's programming assignment writes,
 # with $n_H \times n_W \times n_C$ the activation's shape,
 #
 # $$J_{\text{content}}(C, G) = \frac{1}{4\, n_H\, n_W\, n_C}
@@ -95,8 +132,9 @@ print(f"size: {SIZE}  (photo {SIDE} px, {ITERS} L-BFGS iterations per layer)")
 #   \frac{\partial J_{\text{content}}}{\partial a^{(G)}}
 #   = \frac{1}{2\, n_H\, n_W\, n_C}\big(a^{(G)} - a^{(C)}\big).$$
 #
-# Both are $k \sum (a - p)^2$ with gradient $2k(a - p)$, for $k = \tfrac12$ (Gatys) or
-# $k = 1/(4 N_l M_l)$ (course, since $n_C = N_l$ and $n_H n_W = M_l$). That is the
+# Both are $k \sum (a - p)^2$ with gradient $2k(a - p)$, for $k = \tfrac12$ (Gatys, and the
+# lecture) or $k = 1/(4 N_l M_l)$ (the assignment, preset `course`, since $n_C = N_l$ and
+# $n_H n_W = M_l$). That is the
 # signature of `scratchnst.method.costs.content_cost(a, p, k)`, and `scratchnst.method.presets.PRESETS`
 # stores each source's $k$ as a function of $(N_l, M_l)$. The constant does not move
 # the minimum; it matters only when the content cost is *added* to a style cost (it
@@ -120,9 +158,13 @@ for name in ("gatys", "course"):
     k = PRESETS[name].content_k(N, M)
     J, da = content_cost(a, P, k)
     print(f"{name:7s} k = {k:.3e}   J = {float(J):.4e}   max|dJ/da| = {float(np.abs(da).max()):.3e}")
+J_gatys = float(content_cost(a, P, PRESETS["gatys"].content_k(N, M), grad=False)[0])
+J_course = float(content_cost(a, P, PRESETS["course"].content_k(N, M), grad=False)[0])
+print(f"lecture / assignment constant: 2 N_l M_l = {2 * N * M};  J_gatys / J_course = {J_gatys / J_course:.1f}")
 
 # %% [markdown]
-# Same cost, up to a factor $2 N_l M_l$; the gradients differ by the same factor.
+# Same cost, up to the factor $2 N_l M_l$ the cell prints (it depends on the image size);
+# the gradients differ by the same factor.
 #
 # ## 2. Checking the gradient
 #
@@ -289,7 +331,8 @@ plt.show()
 #
 # * The content cost compares activations directly:
 #   $\mathcal L = k\sum_{ij}(F_{ij} - P_{ij})^2$ with $k = \tfrac12$ (Gatys) or
-#   $k = 1/(4 n_H n_W n_C)$ (the course); `scratchnst.method.costs.content_cost` returns it
+#   $k = 1/(4 n_H n_W n_C)$ (the course's programming assignment; its lecture uses $\tfrac12$,
+#   a fixed factor $2 N_l M_l$ away); `scratchnst.method.costs.content_cost` returns it
 #   and $2k(F - P)$.
 # * Gatys' "$F_{ij} > 0$" condition is the ReLU's backward pass
 #   (`scratchnst.network.layers.relu_backward`); the gradient with respect to the pixels is
@@ -302,6 +345,37 @@ plt.show()
 #
 # ## Exercises
 #
+# **0. Write it yourself: the content cost and its gradient.** Fill in `content_cost` below from
+# its docstring (section 1 has the derivation; don't peek at `scratchnst/method/costs.py`), then
+# run the check cell: it compares the value with the formula and the gradient with central
+# differences (`gradcheck.numerical_grad`), and says "correct" below $10^{-7}$. An answer is in
+# `tutorials/solutions.py`.
+
+# %%
+from exercises import check_exercise  # tutorials/exercises.py  # noqa: E402
+
+
+def my_content_cost(a, p, k):
+    """Content cost J = k * sum((a - p)^2) and its gradient.
+
+    Parameters
+    ----------
+    a : ndarray (N, h, w), the generated image's activation at the content layer
+    p : ndarray (N, h, w), the content photo's activation there
+    k : float, the constant (1/2 for Gatys and the lecture, 1/(4 N h w) for the assignment)
+
+    Returns
+    -------
+    J : float
+    da : ndarray (N, h, w), dJ/da
+    """
+    raise NotImplementedError  # your code here: two lines
+
+
+# %%
+check_exercise("content_cost", my_content_cost)
+
+# %% [markdown]
 # 1. Reconstruct from `conv4_2` instead of `relu4_2`. Is the result different? Why might
 #    matching the pre-ReLU values constrain the image more?
 # 2. Start the reconstruction from a different noise seed, or from a photo of something

@@ -20,13 +20,16 @@
 #   finite differences;
 # * sum the cost over layers, compare the constants different sources use
 #   (`scratchnst.method.presets.PRESETS`, `scratchnst.explain`), and synthesise textures from
-#   `relu1_1` alone up to `relu1_1` … `relu5_1`.
+#   `relu1_1` alone up to `relu1_1` … `relu5_1`;
+# * write `gram_backward` and `style_layer_cost` yourself, and check them (exercise 0).
 #
 # **What you will learn**: why a Gram matrix describes texture but not layout; why its
 # backward pass has a $G + G^\top$ in it; how deeper layers make textures with larger
 # structures.
 #
-# **What you need**: tutorials 02 and 03, and open beside you
+# **What you need**: tutorials 02 and 03 (03 opens with a table from the Deep Learning
+# Specialization's notation to this one: its style matrix $G^{[l](S)}$ is our $A^l$, its
+# $G^{[l](G)}$ our $G^l$, its $\lambda^{[l]}$ our $w_l$), and open beside you
 # [`scratchnst/method/costs.py`](../scratchnst/method/costs.py) (`gram`, `gram_backward`,
 # `style_layer_cost`, `style_cost`),
 # [`scratchnst/method/presets.py`](../scratchnst/method/presets.py) (`PRESETS`, `explain`) and
@@ -141,8 +144,10 @@ plt.show()
 #
 # $$E_l = \frac{1}{4 N_l^2 M_l^2}\sum_{i,j}\big(G^l_{ij} - A^l_{ij}\big)^2 .$$
 #
-# The $N_l^2 M_l^2$ makes layers of different sizes comparable: $G$ is a sum of $M_l$
-# products, and there are $N_l^2$ entries. The gradient takes two steps of the chain
+# This is also the course's $J^{[l]}_\text{style}$: its $\frac{1}{(2 n_H n_W n_C)^2}$ is
+# $\frac{1}{4 N_l^2 M_l^2}$. The $M_l^2$ removes the dependence on the image size ($G$ is a sum
+# of $M_l$ products), and the $N_l^2$ averages over the $N_l^2$ entries; neither makes the
+# layers' costs *equal* (section 4). The gradient takes two steps of the chain
 # rule. First, with respect to $G$:
 #
 # $$\frac{\partial E_l}{\partial G_{ij}} = \frac{1}{2 N_l^2 M_l^2}\big(G_{ij} - A_{ij}\big)
@@ -236,13 +241,21 @@ print("presets:", ", ".join(PRESETS))
 for name in ("gatys", "course"):
     scratchnst.explain(name, shapes)
     print()
+K = {n: PRESETS["gatys"].style_k(c, h * w) for n, (c, h, w) in shapes.items()}
+print(f"gatys constants 1/(4 N^2 M^2): relu5_1 / relu1_1 = {K['relu5_1'] / K['relu1_1']:.1e}")
 
 # %% [markdown]
-# The constants grow by three to four orders of magnitude from `relu1_1` to `relu5_1`:
-# a shallow layer's Gram is a sum over many more positions $M_l$, so its entries are much
-# larger numbers, and the $1/M_l^2$ compensates for that so that every layer gets a say. Swapping one preset for another
-# mostly changes how the style loss is balanced against the content loss, which is why
-# each source comes with its own $\alpha$ and $\beta$.
+# The constants grow by orders of magnitude from `relu1_1` to `relu5_1` (the last line prints
+# the ratio): a shallow layer's Gram is a sum over many more positions $M_l$, and the $1/M_l^2$
+# removes that dependence on the image size. It does **not** give every layer an equal say.
+# What is left depends on how large each layer's activations are, and with VGG19's ImageNet
+# weights those differ by orders of magnitude from layer to layer: tutorial 05 measures each
+# layer's share of the style loss and finds one layer, `relu4_1`, carrying nearly all of it.
+# The textures below show it too: the rows that include `relu4_1` are dominated by its
+# structures, and adding `relu5_1` changes little. Gatys et al. avoid this by *normalising* the
+# network (rescaling its weights so each layer's mean activation over images is 1), which
+# tutorial 05 shows. Swapping one preset for another mostly changes how the style loss is
+# balanced against the content loss, which is why each source comes with its own $\alpha$ and $\beta$.
 #
 # Before using it, check the whole multi-layer style loss through VGG19 in float64 with one
 # directional derivative:
@@ -366,6 +379,53 @@ plt.show()
 #
 # ## Exercises
 #
+# **0. Write it yourself: `gram_backward` and `style_layer_cost`.** Fill in the two functions
+# below from their docstrings (section 3 has the derivation), then run the check cell: it checks
+# `gram_backward` with a *non-symmetric* $dG$ against central differences (`gradcheck.check_vjp`),
+# and `style_layer_cost`'s value against the formula and its gradient against
+# `gradcheck.numerical_grad`. Answers are in `tutorials/solutions.py`.
+
+# %%
+from exercises import check_exercise  # tutorials/exercises.py  # noqa: E402
+
+
+def my_gram_backward(dG, F):
+    """Backward pass of G = F F^T.
+
+    Parameters
+    ----------
+    dG : ndarray (N, N), dL/dG; not necessarily symmetric
+    F : ndarray (N, M), the features
+
+    Returns
+    -------
+    dF : ndarray (N, M), dL/dF
+    """
+    raise NotImplementedError  # your code here: one line
+
+
+def my_style_layer_cost(a, A, k):
+    """One layer's style cost J = k * sum((G - A)^2), G = F F^T with F = a.reshape(N, h * w), and its gradient.
+
+    Parameters
+    ----------
+    a : ndarray (N, h, w), the generated image's activation
+    A : ndarray (N, N), the style image's Gram matrix (the target)
+    k : float, e.g. 1 / (4 N^2 M^2)
+
+    Returns
+    -------
+    J : float
+    da : ndarray (N, h, w), dJ/da
+    """
+    raise NotImplementedError  # your code here: four lines or so
+
+
+# %%
+check_exercise("gram_backward", my_gram_backward)
+check_exercise("style_layer_cost", my_style_layer_cost)
+
+# %% [markdown]
 # 1. Subtract the mean of each channel before the Gram (a covariance instead of an
 #    uncentred correlation). Derive the new gradient and check it with
 #    `scratchnst.network.gradcheck.numerical_grad`. Does the texture change?

@@ -7,18 +7,27 @@
 #
 # **What you will do**
 #
+# * write neural style transfer **on one page**, from the layers of tutorial 02 alone
+#   (forward, Gram, costs, backward, an optimiser loop), then let the package's
+#   `Objective` and `stylize` do the same thing faster;
 # * write down the total loss $J = \alpha J_\text{content} + \beta J_\text{style}$ (+ TV),
 #   derive its gradient, and check that gradient with a finite difference;
 # * minimise it with **Adam** and with **L-BFGS** on the same problem and compare their
 #   loss curves per iteration, per loss evaluation and per second;
-# * start once from the content photo and once from noise;
-# * sweep the content/style ratio $\alpha/\beta$ and see the trade-off as a grid;
-# * try colour preservation and coarse-to-fine (multi-scale) optimisation, briefly.
+# * follow **the course's recipe**: start from random noise and watch the image converge,
+#   with plain gradient descent, Adam and L-BFGS side by side;
+# * measure each style layer's **share of the loss**, before and after Gatys' normalisation
+#   of the network;
+# * sweep the style layers against the content/style ratio $\alpha/\beta$ (Gatys' Figure 3),
+#   compare content layers and the two kinds of pooling;
+# * try colour preservation and coarse-to-fine (multi-scale) optimisation, briefly;
+# * look at a gallery of **failures**, and at what feed-forward style transfer changes;
+# * write the L-BFGS two-loop recursion yourself (exercise 0).
 #
 # **What you will learn**: how one forward and one backward pass give the gradient of
 # every term at once; how the two-loop recursion turns ten stored steps into a
-# quasi-Newton direction; why L-BFGS needs a *strong Wolfe* line search; why the
-# starting image and the weights matter.
+# quasi-Newton direction; what the *Wolfe* line search guarantees; why the starting image,
+# the weights and the balance between layers matter.
 #
 # **What you need**: tutorials 03 and 04 (the costs and their gradients), NumPy,
 # matplotlib. Open these beside the notebook:
@@ -34,7 +43,8 @@
 #
 # Everything runs on the CPU. The first cell picks the image size and iteration
 # counts: `SCRATCHNST_TUTORIAL_SIZE=small` (what CI uses) runs in well under a minute
-# at 32 px; the default `full` uses 96 px and takes a few minutes.
+# at 32 px; the default `full` uses 96 px for most sections and 256 px for the course's
+# recipe, and takes a few minutes.
 
 # %%
 import os
@@ -44,22 +54,148 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import scratchnst
+from scratchnst import Settings, stylize
 from scratchnst.files import images
-from scratchnst.network.gradcheck import check_directional
+from scratchnst.method.line_search import cubic_min
+from scratchnst.network import layers
+from scratchnst.network.gradcheck import check_directional, rel_error
 from scratchnst.transfer.levels import initial_image, scale_sizes
-from scratchnst.transfer.loop import stylize
-from scratchnst.transfer.settings import Settings
 
 SIZE = os.environ.get("SCRATCHNST_TUTORIAL_SIZE", "full")
 if SIZE == "small":
     PX, ITERS_LONG, ITERS = 32, 3, 1     # CI: seconds
+    NOISE_PX, NOISE_ITERS, SNAP_EVERY = 32, 4, 2
+    GRID_PX, GRID_ITERS, GRID_DEPTHS, GRID_RATIOS = 32, 1, (1, 5), (1e-3,)
+    RATIOS, CONTENT_LAYERS = [1e1, 1e-3], ("relu2_2",)   # each stylize() run costs seconds even here
 else:
     PX, ITERS_LONG, ITERS = 96, 50, 30   # legible results in a few minutes on a laptop CPU
+    NOISE_PX, NOISE_ITERS, SNAP_EVERY = 256, 30, 6      # ~0.9 s per evaluation at 256 px on a 2-core laptop
+    GRID_PX, GRID_ITERS, GRID_DEPTHS, GRID_RATIOS = 64, 30, (1, 3, 5), (1e-2, 1e-3, 1e-4, 1e-5)
+    RATIOS, CONTENT_LAYERS = [1e1, 1e0, 1e-1, 1e-2, 1e-3], ("relu2_2", "relu4_2", "relu5_2")
+
+# Gatys et al.'s normalised VGG19 (weights rescaled so that each layer's mean activation over
+# images is 1). Older versions of the package do not have it: then the sections that use it
+# say so, and run on the plain weights.
+try:
+    net_normalized = scratchnst.load_vgg19(normalized=True)
+except TypeError:
+    net_normalized = None
+NORMALIZED = net_normalized is not None
+PLAIN = {"normalized": False} if NORMALIZED else {}   # Settings for the plain network, where there is a choice
 
 plt.rcParams.update({"font.size": 11, "axes.titlesize": 11, "figure.dpi": 100})
-print(f"size={SIZE}: {PX} px, {ITERS_LONG} iterations for the optimiser comparison, {ITERS} for the sweeps")
+print(f"size={SIZE}: {PX} px, {ITERS_LONG} iterations for the optimiser comparison, {ITERS} for the sweeps; "
+      f"noise start at {NOISE_PX} px; normalised VGG19 available: {NORMALIZED}")
 
 # %% [markdown]
+# ## 0. Neural style transfer on one page
+#
+# Before the package's machinery, the whole method with nothing but the layers of tutorial 02
+# (`scratchnst.network.layers`): a forward pass that keeps each layer's cache, a backward pass
+# that walks the caches in reverse, the Gram matrix, the two costs of tutorials 03 and 04 and
+# their gradients, and an optimiser loop (Adam, section 2). Only the weights come from the package
+# (`net.params`: `{conv name: (kernel (O, C, 3, 3), bias (O,))}`), and the layer names from
+# `scratchnst.LAYERS`. The constants are Gatys et al.'s, as in the `gatys` preset.
+
+# %%
+net = scratchnst.load_vgg19(dtype="float32")
+content_rgb = images.load_image(images.bundled_image("astronaut"), long_side=PX)      # (H, W, 3) uint8
+style_rgb = images.load_image(images.bundled_image("starry_night"), long_side=PX)
+content = net.preprocess(content_rgb)                                                # (3, H, W) float32
+style = net.preprocess(style_rgb)
+CONTENT, STYLE = "relu4_2", ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
+
+
+def vgg(x, upto="relu5_1"):
+    """Forward pass with tutorial 02's ops: {layer: activation (C, h, w)} and the caches to undo it."""
+    acts, tape = {}, []
+    for name in scratchnst.LAYERS[: scratchnst.LAYERS.index(upto) + 1]:
+        if name.startswith("conv"):
+            x, cache = layers.conv2d_forward(x, *net.params[name], pad=1)
+            tape.append((name, layers.conv2d_backward_input, cache))
+        elif name.startswith("relu"):
+            x, cache = layers.relu_forward(x)
+            tape.append((name, layers.relu_backward, cache))
+        else:
+            x, cache = layers.max_pool_forward(x, 2)
+            tape.append((name, layers.max_pool_backward, cache))
+        acts[name] = x
+    return acts, tape
+
+
+def vgg_backward(grads, tape):
+    """dL/dx from {layer: dL/d activation}: walk the tape in reverse, adding each layer's own gradient."""
+    d = 0
+    for name, backward, cache in reversed(tape):
+        d = backward(d + grads.get(name, 0), cache)
+    return d
+
+
+def per_position_gram(a):
+    F = a.reshape(a.shape[0], -1)                         # (N_l, M_l)
+    return F @ F.T / F.shape[1]                           # (N_l, N_l), per position: images of any size compare
+
+
+P = vgg(content)[0][CONTENT].copy()                        # content target P
+A_pp = {l: per_position_gram(a) for l, a in vgg(style)[0].items() if l in STYLE}
+
+
+def J_and_grad(x, alpha=1.0, beta=1e3):
+    acts, tape = vgg(x)
+    J = alpha * 0.5 * np.sum((acts[CONTENT] - P) ** 2)     # Gatys eq. 1
+    grads = {CONTENT: alpha * (acts[CONTENT] - P)}
+    for l in STYLE:
+        F = acts[l].reshape(acts[l].shape[0], -1)          # (N, M)
+        N, M = F.shape
+        R = F @ F.T - A_pp[l] * M                          # G - A, in the units of gram(F)
+        J += beta / len(STYLE) * np.sum(R**2) / (4 * N**2 * M**2)                           # eq. 4, 5
+        grads[l] = beta / len(STYLE) * (R @ F).reshape(acts[l].shape) / (N**2 * M**2)      # eq. 6
+    return float(J), vgg_backward(grads, tape)
+
+
+x, m, v = content.copy(), 0, 0                            # Adam from the content photo (section 2)
+for t in range(1, ITERS + 1):
+    J, g = J_and_grad(x)
+    m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g**2
+    x = x - 10.0 * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
+print(f"one page: {ITERS} Adam iterations from the content photo, J = {J_and_grad(x)[0]:.4g}")
+
+# %% [markdown]
+# That is the method: everything else in the package is speed, checks and conveniences. The
+# package's `scratchnst.Objective` computes the same loss (its targets are built the same way,
+# Gram per position times the generated image's $M_l$) with faster convolutions (Winograd's,
+# `scratchnst/network/fast/`), and `scratchnst.stylize` runs the whole loop from a `Settings`. The
+# next cell compares the two losses and gradients at the same image, and times the same Adam run
+# through `stylize`:
+
+# %%
+obj = scratchnst.Objective(net, content, style, alpha=1.0, beta=1e3, normalization="gatys")
+J_pkg, g_pkg = obj.value_and_grad(x)
+J_page, g_page = J_and_grad(x)
+print(f"one page vs Objective: loss relative difference {abs(J_page - J_pkg) / J_pkg:.1e}, "
+      f"gradient relative error {rel_error(g_page, g_pkg):.1e}")
+seconds = {}
+for label, f in [("one page", J_and_grad), ("Objective", obj.value_and_grad)]:
+    f(x)                                                  # warm-up: the fast convolutions prepare their kernels
+    t0 = time.perf_counter()
+    for _ in range(3):
+        f(x)
+    seconds[label] = (time.perf_counter() - t0) / 3
+print(f"one evaluation (forward + backward): one page {seconds['one page'] * 1e3:.0f} ms, "
+      f"Objective {seconds['Objective'] * 1e3:.0f} ms; speed-up {seconds['one page'] / seconds['Objective']:.1f}x")
+pkg = stylize(Settings(content="astronaut", styles=["starry_night"], size=PX, iterations=ITERS,
+                       optimizer="adam", lr=10.0, alpha=1.0, beta=1e3, preset="gatys", **PLAIN))
+print(f"stylize: {ITERS} Adam iterations from the content photo, J = {pkg.loss:.4g}")
+
+# %% [markdown]
+# The two agree to float32 rounding (the relative differences printed above). The speed-up per
+# evaluation (printed) comes from the fast convolutions; it grows with the image size, since at
+# small sizes Python overheads dominate. `stylize` starts from the content photo too and takes
+# the same Adam steps on the same (plain) network, so its final loss is close to the one-page
+# loop's, though not equal: float32 roundings add up in their own order, and Adam's steps carry
+# small differences forward. (For the `gatys` preset, `stylize` runs Gatys' normalised VGG19 by
+# default where this version has it, section 1b; `normalized=False` asks for the plain one.)
+#
 # ## 1. The objective
 #
 # Write $F^l(x) \in \mathbb{R}^{N_l \times M_l}$ for the activations of layer $l$ for
@@ -104,8 +240,8 @@ print(f"size={SIZE}: {PX} px, {ITERS_LONG} iterations for the optimiser comparis
 # `scratchnst/network/vgg.py`). One evaluation of $J$ and $\nabla J$ is therefore **one forward
 # pass to `relu5_1` and one backward pass**, whatever the number of layers.
 #
-# That is all `scratchnst.method.objective.Objective` does: its constructor computes the
-# targets $P^c$ and $A^l$ once; `Objective.value_and_grad(x)` (method `_evaluate`) runs
+# That is all `scratchnst.method.objective.Objective` does (section 0 did it by hand): its
+# constructor computes the targets $P^c$ and $A^l$ once; `Objective.value_and_grad(x)` runs
 # the forward pass, calls `content_cost` and `style_layer_cost` from
 # `scratchnst/method/costs.py` for each layer, scales them by $\alpha$ and $\beta$, and runs
 # the one backward pass. The constants ($\frac12$, $\frac{1}{4N^2M^2}$, $w_l$) are those of
@@ -113,27 +249,21 @@ print(f"size={SIZE}: {PX} px, {ITERS_LONG} iterations for the optimiser comparis
 # code uses.
 
 # %%
-net = scratchnst.load_vgg19(dtype="float32")
-content_rgb = images.load_image(images.bundled_image("astronaut"), long_side=PX)      # (H, W, 3) uint8
-style_rgb = images.load_image(images.bundled_image("starry_night"), long_side=PX)
-content = net.preprocess(content_rgb)                                                # (3, H, W) float32
-style = net.preprocess(style_rgb)
-
-obj = scratchnst.Objective(net, content, style, alpha=1.0, beta=1e3, normalization="gatys")
 loss, grad = obj.value_and_grad(content)
 print(f"content {content.shape}, style {style.shape}; J(content image) = {loss:.4g}, grad {grad.shape} {grad.dtype}")
 print("unweighted terms:", {k: f"{v:.3g}" for k, v in obj.terms.items() if k != "layers"})
-for name, J in obj.terms["layers"]["style"].items():
-    print(f"  style {name}: {J:.3g}")
+style_terms = obj.terms["layers"]["style"]   # each layer's w_l k_l sum((G - A)^2), unweighted by beta
+for name, J in style_terms.items():
+    print(f"  style {name}: {J:.3g}   share {J / sum(style_terms.values()):.6f}")
 
 # %% [markdown]
 # At the content photo itself $J_\text{content} = 0$, and the whole loss is style.
-# Notice how unequal the five style layers are: `relu4_1` alone carries over 99% of the
-# style loss, `relu1_1` a millionth of it. The $\frac{1}{4N^2M^2}$ constant does not equalise
-# the layers (their activations differ in scale by orders of magnitude with these weights),
-# so in practice the optimiser mostly matches the deepest layers' Grams. That is a property
-# of the normalisation, not of the image, and one reason published implementations differ
-# (`scratchnst.method.presets.explain` prints the constant each preset puts on each layer).
+# Notice how unequal the five style layers are (the shares printed above): one layer,
+# `relu4_1`, carries nearly all of the style loss, and `relu1_1` a vanishing part of it.
+# The $\frac{1}{4N^2M^2}$ constant does not equalise the layers (their activations differ in
+# scale by orders of magnitude with these weights), so in practice the optimiser mostly
+# matches the deepest layers' Grams. Section 1b measures this, and what Gatys' normalisation
+# of the network does about it.
 #
 # **Check the gradient before trusting it.** A directional finite difference costs two
 # extra loss evaluations: along a random direction $v$,
@@ -141,8 +271,8 @@ for name, J in obj.terms["layers"]["style"].items():
 # In float32 the difference of two numbers of size $10^{13}$ is mostly rounding, so we
 # check in float64 on a small copy of the problem (`scratchnst.network.gradcheck.check_directional`).
 # The step $h$ must be small: ReLU and max pooling have kinks, and a step that carries some
-# units across one makes the estimate wrong by $O(h)$ (with $h = 10^{-3}$ the error here is
-# $2.5 \times 10^{-4}$, falling tenfold per tenfold smaller $h$; at $h = 10^{-5}$ no unit crosses).
+# units across one makes the estimate wrong by $O(h)$. The cell prints the error for three
+# steps: it falls as $h$ shrinks, until no unit crosses a kink.
 
 # %%
 net64 = scratchnst.load_vgg19(dtype="float64")
@@ -151,12 +281,65 @@ s64 = net64.preprocess(images.resize_long_side(style_rgb, 32))
 obj64 = scratchnst.Objective(net64, c64, s64, alpha=1.0, beta=1e3, tv_weight=1.0)
 x64 = c64 + np.random.default_rng(0).normal(0, 5, c64.shape)   # away from the content image, where J_content = 0
 _, g64 = obj64.value_and_grad(x64)
-err, analytic, numeric = check_directional(obj64.value, x64, g64, h=1e-5)
-print(f"<grad, v> = {analytic:.6e}   finite difference = {numeric:.6e}   relative error = {err:.1e}")
+for h in (1e-3, 1e-4, 1e-5):
+    err, analytic, numeric = check_directional(obj64.value, x64, g64, h=h)
+    print(f"h={h:.0e}: <grad, v> = {analytic:.6e}   finite difference = {numeric:.6e}   relative error = {err:.1e}")
 del net64, obj64
 
 # %% [markdown]
-# ## 2. Two optimisers
+# ### 1b. The balance between the style layers
+#
+# Each layer's share of the style loss, $w_l E_l / \sum_{l'} w_{l'} E_{l'}$, read from
+# `obj.terms["layers"]["style"]` after an evaluation, at the content photo (where a run from
+# the content starts). First with the plain ImageNet weights, then with Gatys et al.'s
+# **normalised** VGG19 (`scratchnst.load_vgg19(normalized=True)`): the same network with each
+# convolution's weights and bias rescaled so that every unit's mean activation over a set of
+# images is 1. Because ReLU and max pooling commute with a positive scale, the rescaled
+# network computes the same features up to a factor per channel, and the layers' Grams
+# become numbers of comparable size.
+
+# %%
+def style_shares(objective, x):
+    objective.value(x)
+    terms = objective.terms["layers"]["style"]
+    return {n: J / sum(terms.values()) for n, J in terms.items()}
+
+
+shares = {"plain VGG19": style_shares(obj, content)}
+if NORMALIZED:
+    obj_n = scratchnst.Objective(net_normalized, net_normalized.preprocess(content_rgb),
+                                 net_normalized.preprocess(style_rgb), alpha=1.0, beta=1e3, normalization="gatys")
+    shares["normalised VGG19"] = style_shares(obj_n, net_normalized.preprocess(content_rgb))
+else:
+    print("load_vgg19(normalized=True) is not available in this version of scratchnst: only the plain weights")
+for label, sh in shares.items():
+    print(f"{label}: " + ", ".join(f"share {n} = {v:.2e}" for n, v in sh.items()))
+
+fig, ax = plt.subplots(figsize=(9, 3.8), layout="constrained")
+width = 0.8 / len(shares)
+for k, (label, sh) in enumerate(shares.items()):
+    ax.bar(np.arange(len(sh)) + k * width, list(sh.values()), width, label=label)
+ax.set_xticks(np.arange(len(STYLE)) + 0.4 - width / 2, STYLE)
+ax.set_yscale("log")
+ax.set_ylabel("share of the style loss (log scale)")
+ax.set_title("Each style layer's share of the style loss, at the content photo")
+ax.grid(True, axis="y", which="both", alpha=0.3)
+ax.legend()
+plt.show()
+
+# %% [markdown]
+# With the plain weights the shares span many orders of magnitude (the bars are on a log
+# scale), and one deep layer takes nearly everything: the optimiser then matches that layer's
+# Gram and hardly notices the others, whatever $w_l$ says. With the normalised network (when it
+# is available: the legend says) the shares come within about an order of magnitude of each
+# other, so every layer contributes, closer to what Gatys et al.'s equal $w_l = 1/5$ intends;
+# they are still not equal (the printed shares say which layer is largest at this size).
+# The normalisation changes the *balance*, not the features: a network whose layers are
+# rescaled recognises exactly what it recognised before. (`scratchnst.method.balance.style_shares`
+# measures these shares, and each layer's share of the gradient too, which is what the
+# optimiser feels.)
+#
+# ## 2. Optimisers
 #
 # ### Gradient descent and Adam
 #
@@ -176,8 +359,10 @@ del net64, obj64
 # moves per step" (here: pixel values, 0..255). The $1-\beta^t$ factors undo the bias of
 # starting $m$ and $v$ at zero. One iteration = one evaluation of $J$ and $\nabla J$.
 # Code: `scratchnst.method.adam.Adam.step` (the three lines above) and `AdamLoop`, which drives it
-# with the same `start` / `step` / `state_dict` interface as L-BFGS.
-#
+# with the same `start` / `step` / `state_dict` interface as L-BFGS. Section 0's loop is the same
+# three lines.
+
+# %% [markdown]
 # ### L-BFGS
 #
 # Newton's method would step $d = -H g$ with $H = (\nabla^2 J)^{-1}$ — hopeless for an
@@ -205,9 +390,13 @@ del net64, obj64
 # ```
 #
 # $\gamma = s^\top y / y^\top y$ is the inverse curvature along the last step, which gives
-# $d$ the right length, so the step $t = 1$ is usually a good first guess.
+# $d$ the right length, so the step $t = 1$ is usually a good first guess. The two-loop
+# recursion is exercise 0, with a check against the dense matrix $H$ built by the update above.
+
+# %% [markdown]
+# ### The line search
 #
-# **The line search.** Along $d$ we look for a step $t$ with $\phi(t) = J(x + t d)$ meeting
+# Along $d$ we look for a step $t$ with $\phi(t) = J(x + t d)$ meeting
 # the **strong Wolfe conditions**
 #
 # $$
@@ -216,18 +405,38 @@ del net64, obj64
 # $$
 #
 # with $c_1 = 10^{-4}$, $c_2 = 0.9$. The first rules out steps that barely help; the second
-# rules out steps that stop too early, and it guarantees $y^\top s = \phi'(t) - \phi'(0) > 0$,
-# which keeps every $\rho_i$ positive and $H$ positive definite, so $d$ stays a descent
-# direction. The search first brackets an interval that contains such a $t$, then
-# shrinks it, each trial at the minimiser of the cubic through the two ends' values and
-# slopes. Each trial costs an evaluation, so one L-BFGS iteration costs **one or more**
-# evaluations.
+# rules out steps that stop too early. With $s = t d$ and $\phi'(t) = \nabla J(x + td)^\top d$,
+#
+# $$ y^\top s = t\,\big(\phi'(t) - \phi'(0)\big) > 0 , $$
+#
+# because the curvature condition makes $\phi'(t) \ge c_2 \phi'(0) > \phi'(0)$ (recall
+# $\phi'(0) < 0$). That keeps every $\rho_i$ positive and $H$ positive definite, so $d$ stays
+# a descent direction. The *weak* Wolfe conditions (curvature without the absolute value)
+# already guarantee this; the strong form also keeps the step from overshooting into a region
+# where the slope is steeply positive, and is the usual choice (Nocedal and Wright; scipy;
+# PyTorch's `strong_wolfe` option). L-BFGS does not strictly *need* it: PyTorch's L-BFGS runs
+# with no line search by default, taking fixed steps and skipping pairs with $y^\top s \le 0$,
+# which is what `LBFGS.step` does too when a pair is not clearly positive.
+#
+# The search first brackets an interval that contains such a $t$, then shrinks it (the *zoom*),
+# each trial at the minimiser of the cubic through the two ends' values and slopes. Each trial
+# costs an evaluation, so one L-BFGS iteration costs **one or more** evaluations.
 #
 # Code: in `scratchnst/method/lbfgs.py`, `LBFGS.direction` is the two-loop recursion line
-# for line; in `scratchnst/method/line_search.py`, `strong_wolfe` is the line search
-# (`_bracket` and `_zoom` its two phases, `_cubic_min` the cubic); `LBFGS.step` ties them
-# together, stores a pair only when $s^\top y$ is clearly positive, and falls back to $-g$
-# if the direction ever fails.
+# for line; in `scratchnst/method/line_search.py`, `strong_wolfe` is the line search and
+# `cubic_min` the cubic step; `LBFGS.step` ties them together, stores a pair only when
+# $s^\top y$ is clearly positive, and falls back to $-g$ if the direction ever fails.
+# `cubic_min` is exact on a cubic, which the next cell checks on
+# $\phi(t) = t^3 - 6t^2 + 9t$ (minimum at $t = 3$) from the values and slopes at $t = 0$ and $t = 4$:
+
+# %%
+phi = lambda t: t**3 - 6 * t**2 + 9 * t        # noqa: E731
+dphi = lambda t: 3 * t**2 - 12 * t + 9        # noqa: E731
+t_star = cubic_min(0.0, phi(0.0), dphi(0.0), 4.0, phi(4.0), dphi(4.0), 0.0, 4.0)
+print(f"cubic_min on a cubic: t = {t_star:.6f} (exact minimiser 3)")
+
+# %% [markdown]
+# ### Running both
 # `scratchnst.minimize(fun, x0, method="lbfgs" | "adam", max_iter=..., callback=...)`
 # (`scratchnst/method/optimize.py`) runs either, calling `callback(opt)` after every iteration.
 
@@ -258,6 +467,11 @@ for label, method, options in [("Adam, lr=10", "adam", {"lr": 10.0}),
     runs[label] = (res, log)
     print(f"{label:13s}: {res.n_iter} iterations, {res.n_evals} evaluations, {log['seconds'][-1]:.1f} s, "
           f"final loss {res.f:.3g}")
+(_, adam_log), (lbfgs_res, lbfgs_log) = runs["Adam, lr=10"], runs["L-BFGS, m=10"]
+print(f"L-BFGS's first iteration: {lbfgs_log['evals'][1] - 1} evaluations; "
+      f"iteration at which L-BFGS's loss is first below Adam's: "
+      f"{next((i for i, (a, b) in enumerate(zip(adam_log['loss'], lbfgs_log['loss'])) if b < a and i > 0), None)}")
+print(f"final loss L-BFGS / Adam: {lbfgs_res.f / runs['Adam, lr=10'][0].f:.2f}")
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(14, 4), layout="constrained")
@@ -289,12 +503,13 @@ plt.show()
 
 # %% [markdown]
 # **Reading the curves.** Adam starts faster: its first steps are a fixed 10 pixel values
-# per coordinate, while L-BFGS's first iteration has no curvature pairs yet and spends four
-# evaluations in the line search finding the problem's scale, gaining little. From the
-# fourth iteration on, L-BFGS is lower and pulls away steadily: after 50 iterations its loss
-# is about half of Adam's (5.6e11 against 1.0e12). Per evaluation the picture is nearly the
-# same, because once the history fills, almost every L-BFGS iteration is accepted at the first
-# trial $t = 1$ (54 evaluations for 50 iterations). Evaluations are what cost time (a forward and
+# per coordinate, while L-BFGS's first iteration has no curvature pairs yet and spends several
+# evaluations in the line search finding the problem's scale (the cell prints how many),
+# gaining little. After a few iterations (the cell prints the first at which it is lower)
+# L-BFGS is below Adam and pulls away; the last line prints the ratio of their final losses.
+# Per evaluation the picture is nearly the same, because once the history fills, almost every
+# L-BFGS iteration is accepted at the first trial $t = 1$ (compare its iterations and
+# evaluations, printed above). Evaluations are what cost time (a forward and
 # backward pass through VGG19; the two-loop recursion's dot products are negligible next to them),
 # so the middle panel is the fair comparison; the right one shows the same in seconds, blurred
 # by the other jobs on this shared machine. The images differ too: Adam's result is speckled with
@@ -320,6 +535,10 @@ res_noise, log_noise = run(obj.value_and_grad, noise, "lbfgs", ITERS_LONG)
 res_content, log_content = runs["L-BFGS, m=10"]
 print(f"from noise:   J = {res_noise.f:.3g} after {res_noise.n_iter} iterations")
 print(f"from content: J = {res_content.f:.3g} after {res_content.n_iter} iterations")
+for label, log in [("from noise", log_noise), ("from content", log_content)]:
+    ratios_sc = np.array(log["style"]) / np.maximum(np.array(log["content"]), 1e-30)
+    print(f"{label}: beta J_style / alpha J_content = {ratios_sc[0]:.3g} after iteration 1, "
+          f"{ratios_sc[-1]:.3g} after iteration {len(ratios_sc)}")
 
 # %%
 fig = plt.figure(figsize=(14, 7.5), layout="constrained")
@@ -349,16 +568,107 @@ for ax in axes:
 plt.show()
 
 # %% [markdown]
-# The two total-loss curves end at the same value, but the pictures have nothing in
-# common: **different minima of nearly equal loss.** The right-hand plot shows why. At
-# $\alpha/\beta = 10^{-3}$ with these weights the style term is about ten times the content
-# term throughout, so the optimiser spends its effort on style. From the content image, the
-# content term starts at zero and rises as style is painted in; the astronaut survives
-# because we *started* from it and the content term holds it there. From noise, the content
-# term hardly moves in 50 iterations (flat red line): the result is a Starry-Night texture
-# with, at most, a hint of the astronaut's large dark and light regions. From noise, a
-# recognisable content needs a larger $\alpha/\beta$ or many more iterations (Gatys et al.
-# ran hundreds to thousands).
+# The two total-loss curves end close together (the cell prints both), but the pictures have
+# little in common: **different minima of similar loss.** The right-hand plot shows why. At
+# $\alpha/\beta = 10^{-3}$ with these weights the style term dominates the content term, by a
+# factor the cell prints at the first and the last iteration: from the content image it starts
+# far above the content term and falls as the content term grows, but stays the larger, so the
+# optimiser spends its effort on style. From the content image, the content term starts at zero
+# and rises as style is painted in; the astronaut survives because we *started* from it and the
+# content term holds it there. From noise, the content term hardly moves (flat red line): with
+# the plain weights the result is a Starry-Night texture with, at most, a hint of the astronaut's
+# large dark and light regions. The course's recipe starts from noise all the same; the next
+# section shows what it takes.
+
+# %% [markdown]
+# ## 3b. The course's recipe: from noise, step by step
+#
+# The lecture generates the image the simple way: initialise $G$ randomly, then repeat
+# $G := G - \eta\,\partial J/\partial G$. Here is that recipe at a legible size, with plain
+# gradient descent next to Adam and L-BFGS, all three from the same noise (`init="noise"`,
+# uniform over the pixel range, `scratchnst.transfer.levels.initial_image`), with a snapshot
+# every few iterations. It uses Gatys' normalised VGG19 where this version of scratchnst has it
+# (the first cell says), and the `gatys` preset's own $\alpha$ and $\beta$.
+#
+# Plain gradient descent needs a step size $\eta$ in pixels per unit of gradient. We take the
+# one that moves the largest pixel by 2 grey levels on the first step,
+# $\eta = 2 / \max|g_0|$, and keep it; the gradient's scale changes during the run, which is
+# why a fixed $\eta$ makes slow progress (Adam's per-pixel scaling and L-BFGS's line search
+# are the two cures).
+
+# %%
+net_r = net_normalized if NORMALIZED else net
+c_r = net_r.preprocess(images.load_image(images.bundled_image("astronaut"), long_side=NOISE_PX))
+s_r = net_r.preprocess(images.load_image(images.bundled_image("starry_night"), long_side=NOISE_PX))
+obj_r = scratchnst.Objective(net_r, c_r, s_r, alpha=None, beta=None, normalization="gatys")  # the preset's alpha, beta
+x0_r = initial_image(Settings(content="astronaut", styles=["starry_night"], init="noise"), c_r, net_r,
+                     np.random.default_rng(0))
+
+
+def gradient_descent(fun, x0, iters, callback):
+    """The lecture's G := G - eta dJ/dG, with eta fixed by the first step (2 grey levels at most)."""
+    x = x0.copy()
+    f, g = fun(x)
+    eta = 2.0 / float(np.abs(g).max())
+    for it in range(1, iters + 1):
+        x = x - eta * g
+        f, g = fun(x)
+        callback(it, x, f)
+    return x
+
+
+recipe = {}
+t0 = time.perf_counter()
+for method in ("gradient descent", "adam", "lbfgs"):
+    snaps, losses = {0: net_r.deprocess(x0_r)}, [obj_r.value(x0_r)]
+
+    def record(it, x, f, snaps=snaps, losses=losses):
+        losses.append(f)
+        if it % SNAP_EVERY == 0:
+            snaps[it] = net_r.deprocess(x)
+
+    if method == "gradient descent":
+        gradient_descent(obj_r.value_and_grad, x0_r, NOISE_ITERS, record)
+    else:
+        scratchnst.minimize(obj_r.value_and_grad, x0_r, method=method, max_iter=NOISE_ITERS,
+                            callback=lambda opt, record=record: record(opt.n_iter, opt.x, opt.f),
+                            **({"lr": 10.0} if method == "adam" else {}))
+    recipe[method] = (snaps, losses)
+    print(f"from noise, {method:16s}: loss {losses[0]:.3g} -> {losses[-1]:.3g} in {len(losses) - 1} iterations "
+          f"(final / initial {losses[-1] / losses[0]:.2e})")
+print(f"{NOISE_PX} px, {time.perf_counter() - t0:.0f} s for the three")
+
+# %%
+cols = sorted(set().union(*(snaps for snaps, _ in recipe.values())))
+fig, axes = plt.subplots(3, len(cols), figsize=(2.3 * len(cols), 7.2), layout="constrained", squeeze=False)
+for row, (method, (snaps, _)) in enumerate(recipe.items()):
+    for ax, it in zip(axes[row], cols):
+        if it in snaps:
+            ax.imshow(snaps[it])
+        ax.set_title(f"{method}, it {it}" if it == 0 else f"it {it}", fontsize=9)
+        ax.set_axis_off()
+fig.suptitle(f"From noise at {NOISE_PX} px ({'normalised' if NORMALIZED else 'plain'} VGG19): a snapshot every "
+             f"{SNAP_EVERY} iterations", fontsize=12)
+plt.show()
+
+fig, ax = plt.subplots(figsize=(8, 3.8), layout="constrained")
+for method, (_, losses) in recipe.items():
+    ax.semilogy(losses, label=method)
+ax.set_xlabel("iteration")
+ax.set_ylabel("total loss J (log scale)")
+ax.set_title("The course's recipe: three optimisers from the same noise")
+ax.grid(True, which="both", alpha=0.3)
+ax.legend()
+plt.show()
+
+# %% [markdown]
+# Read the snapshots left to right, and the loss ratios the cell printed. L-BFGS lays down the
+# painting's colours and strokes within its first snapshots and then draws the content's large
+# shapes into them; Adam follows the same course more slowly and leaves fine colour noise; plain
+# gradient descent with a fixed step falls slowest. How far each gets depends on the network:
+# with Gatys' normalised weights the content and the shallow style layers pull on the image from
+# the start; with the plain weights the deep style layers dominate and the content appears late,
+# if at all (section 7's gallery).
 #
 # ## 4. The trade-off between content and style: $\alpha/\beta$
 #
@@ -369,7 +679,7 @@ plt.show()
 # run L-BFGS) from a `Settings`.
 
 # %%
-ratios = [1e1, 1e0, 1e-1, 1e-2, 1e-3]
+ratios = RATIOS
 grid = {}
 t0 = time.perf_counter()
 for r in ratios:
@@ -391,13 +701,82 @@ plt.show()
 # At $\alpha/\beta = 10$ the content term holds the photo: only a faint speckle of the
 # painting's colours appears. At $1$ the flat background fills with Van Gogh's blues and
 # yellows while the face and the suit stay clean. At $10^{-1}$ the strokes spread onto the
-# suit and the face. At $10^{-2}$ and $10^{-3}$ (the paper's value) the background turns into
-# swirls, a yellow moon appears top right, and the astronaut is drawn in the painting's
-# strokes; the two differ little, because here both start from the photo and stop after 30
-# iterations, and the layout stays because we started from it (section 3). Started from noise
-# with enough iterations, the small ratios would lose the astronaut altogether (Gatys et al.,
-# figure 3). Note the weighted terms in the titles: even at $\alpha/\beta = 1$ the style term
-# is as large as the content term, a consequence of this preset's constants.
+# suit and the face (the small, CI size runs only the two ends of the sweep). At $10^{-2}$
+# and $10^{-3}$ (the paper's value) the background turns into swirls, a yellow moon appears top right, and the astronaut is drawn in the painting's
+# strokes; the two differ little, because here both start from the photo and stop after the
+# same few iterations, and the layout stays because we started from it (section 3). Started
+# from noise, the small ratios lose the astronaut altogether (next section). Note the weighted
+# terms in the titles: the style term is comparable to the content term already at the larger
+# ratios, a consequence of this preset's constants.
+
+# %% [markdown]
+# ### 4b. Gatys et al.'s Figure 3: style layers against $\alpha/\beta$
+#
+# Gatys et al.'s Figure 3 varies two things at once: down the rows, the style is matched with
+# `relu1_1` only, then `relu1_1` and `relu2_1`, and so on up to all five layers; across the
+# columns, $\alpha/\beta$ falls from $10^{-2}$ to $10^{-5}$. To keep the notebook to a few minutes
+# we run three of the rows (`relu1_1`; up to `relu3_1`; all five), and fewer still at the small size. The paper starts from noise; so do we where the normalised network is available, and
+# from the content photo otherwise (the plain network from noise is section 7's first failure).
+
+# %%
+INIT = "noise" if NORMALIZED else "content"
+base = dict(content="astronaut", styles=["starry_night"], size=GRID_PX, iterations=GRID_ITERS, seed=0, init=INIT)
+LAYER_SETS = {d: STYLE[:d] for d in GRID_DEPTHS}
+fig3 = {}
+t0 = time.perf_counter()
+for d, style_layers in LAYER_SETS.items():
+    for r in GRID_RATIOS:
+        fig3[d, r] = stylize(Settings(**base, alpha=1.0, beta=1.0 / r, style_layers=list(style_layers)))
+print(f"{len(fig3)} runs of {GRID_ITERS} iterations from {INIT}, {GRID_PX} px, in {time.perf_counter() - t0:.0f} s")
+
+fig, axes = plt.subplots(len(LAYER_SETS), len(GRID_RATIOS), figsize=(2.4 * len(GRID_RATIOS), 2.5 * len(LAYER_SETS)),
+                         layout="constrained", squeeze=False)
+for i, (d, style_layers) in enumerate(LAYER_SETS.items()):
+    for j, r in enumerate(GRID_RATIOS):
+        axes[i, j].imshow(fig3[d, r].rgb)
+        axes[i, j].set_xticks([])
+        axes[i, j].set_yticks([])
+        if i == 0:
+            axes[i, j].set_title(f"alpha/beta = {r:.0e}", fontsize=10)
+        if j == 0:
+            axes[i, j].set_ylabel("relu1_1" if d == 1 else f"relu1_1 … {style_layers[-1]}", fontsize=9)
+fig.suptitle(f"Style layers (rows) against alpha/beta (columns), from {INIT}", fontsize=12)
+plt.show()
+
+# %% [markdown]
+# As in the paper: reading down a column, the structures taken from the painting grow with
+# the deepest layer used, from colour speckle (`relu1_1` only) to strokes and swirls; reading
+# along a row, less and less of the photo's layout survives as $\alpha/\beta$ falls. How much
+# survives at a given ratio depends on the network and the start (with the plain weights from
+# the content photo, the photo holds on to much more).
+#
+# ### 4c. The content layer, and the pooling
+#
+# Gatys et al. match content at `relu4_2` and replace VGG's max pooling by average pooling. The
+# next cell runs the same transfer with the content taken from a shallow layer (`relu2_2`), the
+# usual one (`relu4_2`) and the deepest (`relu5_2`), and then `relu4_2` with average pooling.
+
+# %%
+choices = {f"content {c}": dict(content_layers=[c]) for c in CONTENT_LAYERS}
+choices["relu4_2, avg pooling"] = dict(content_layers=["relu4_2"], pooling="avg")
+variants = {label: stylize(Settings(content="astronaut", styles=["starry_night"], size=PX, iterations=ITERS,
+                                    seed=0, init=INIT, **kw)) for label, kw in choices.items()}
+fig, axes = plt.subplots(1, len(variants), figsize=(3.0 * len(variants), 3.4), layout="constrained")
+for ax, (label, r) in zip(axes, variants.items()):
+    ax.imshow(r.rgb)
+    ax.set_title(label, fontsize=10)
+    ax.set_axis_off()
+plt.show()
+for label, r in variants.items():
+    print(f"{label:22s}: final loss {r.loss:.3g}")
+
+# %% [markdown]
+# A shallow content layer pins the photo's pixels, so the style can only tint it; `relu5_2`
+# keeps only the rough arrangement, so the painting's strokes take over; `relu4_2` sits between,
+# the layout kept and the surface repainted. (The losses are not comparable between content
+# layers: each is a different cost.) Average pooling passes every pixel's gradient, not only
+# each window's winner's, so the strokes come out smoother; the difference is subtle at this
+# size.
 #
 # ## 5. Colour preservation, briefly
 #
@@ -471,19 +850,78 @@ axes[2].set_title("loss per iteration")
 axes[2].grid(True, which="both", alpha=0.3)
 axes[2].legend(fontsize=10)
 plt.show()
+print(f"final loss: one level {one_level.history['total'][-1]:.3g}, two levels {two_level.history['total'][-1]:.3g}")
 
 # %% [markdown]
 # The loss at the coarse level is not comparable with the fine level's (a different
 # number of positions $M_l$ in every term), which is why the curve jumps at the dashed line.
 # What matters is the start of the fine level: it begins from an image that already has the
-# style's coarse statistics, and after the same 30 iterations at 96 px it ends lower than the
-# single-level run (about 6e11 against 9e11). The picture shows the other effect: the swirls
-# are larger, because they were laid down at 48 px, where each style layer's receptive field
-# covers twice as much of the picture; and less of the photo's orange survives. At large sizes
+# style's coarse statistics, and after the same number of iterations at the full size it ends
+# lower than the single-level run (the cell prints both). The picture shows the other effect:
+# the swirls are larger, because they were laid down at half the size, where each style layer's
+# receptive field covers twice as much of the picture. At large sizes
 # (exercise 4) coarse-to-fine is also much cheaper, since most iterations run at low resolution.
+#
+# ## 7. A gallery of failures
+#
+# Four ways a run goes wrong, each with the setting that causes it:
+#
+# * **noise start on the plain network**: section 3's run from noise. The deepest style layers
+#   dominate the loss (section 1b), so the optimiser paints texture and the content barely
+#   appears; Gatys' normalised network, a larger $\alpha/\beta$ or many more iterations fix it;
+# * **style scale too small** (`Settings(style_scale=0.4)`): the painting is shrunk before its
+#   Grams are taken, so its strokes are tiny and its large structures fall below the
+#   deepest layers' receptive fields: fine, busy texture;
+# * **style scale too large** (`style_scale=3`): each of the network's receptive fields sees a
+#   small piece of a huge painting, so the "style" is a close-up: broad patches of colour, few strokes;
+# * **too few iterations**: from noise, a handful of L-BFGS iterations leave mostly noise.
+
+# %%
+GAL_PX = max(PX, 64)   # the small style scale must still reach relu5_1
+gallery = {"noise start, plain VGG19": net.deprocess(res_noise.x)}   # section 3's run
+FEW = max(2, ITERS // 10)
+for label, kw in [("style_scale=0.4", dict(style_scale=0.4)), ("style_scale=3", dict(style_scale=3.0)),
+                  (f"noise start, {FEW} iterations", dict(init="noise", iterations=FEW))]:
+    kw = {"iterations": ITERS} | kw
+    gallery[label] = stylize(Settings(content="astronaut", styles=["starry_night"], size=GAL_PX, seed=0, **kw)).rgb
+fig, axes = plt.subplots(1, len(gallery), figsize=(3.2 * len(gallery), 3.4), layout="constrained")
+for ax, (label, img) in zip(axes, gallery.items()):
+    ax.imshow(img)
+    ax.set_title(label, fontsize=10)
+    ax.set_axis_off()
+plt.show()
+
+# %% [markdown]
+# ## 8. Next: feed-forward style transfer
+#
+# Every image above was an optimisation: hundreds of forward and backward passes through VGG19
+# for one picture. **Johnson, Alahi and Fei-Fei (2016)** ("Perceptual losses for real-time style
+# transfer") train instead a *transformation network* (convolutions down, residual blocks,
+# convolutions up) that maps a photo to its stylised version in one forward pass. What they keep
+# of Gatys: the loss. VGG's content cost and the Gram-matrix style cost (their "perceptual
+# losses", exactly `Objective`'s terms) are what the network is trained to minimise, over a
+# large set of photos, by Adam (section 2: noisy gradients over a data set are Adam's home ground).
+# What they change: the optimisation moves from the pixels of one image to the weights of a
+# network, done once per style; after that, stylising is milliseconds, at the price of one
+# network per style and somewhat lower quality than a long per-image optimisation.
+#
+# **Instance normalisation** (Ulyanov, Vedaldi and Lempitsky 2016) replaces batch normalisation
+# in that network by normalising each channel of each image by its own mean and standard
+# deviation. It removes the content image's contrast from the features, and markedly improves the
+# results; it is a hint that a style lives in per-channel statistics. **AdaIN** (Huang and
+# Belongie 2017) takes that literally: encode content and style with VGG, give each content
+# channel the style's channel mean and standard deviation,
+# $\mathrm{AdaIN}(x, y) = \sigma(y)\,\frac{x - \mu(x)}{\sigma(x)} + \mu(y)$, and decode; one
+# network then handles *any* style. Its style loss matches those means and standard deviations
+# instead of Gram matrices: the first and second moments per channel, where the Gram holds
+# all the channel pairs' second moments. The ingredients of this notebook (VGG features, a
+# content cost, statistics of features as style) remain; what each method adds is a way to
+# pay for the optimisation once instead of for every image.
 #
 # ## Summary
 #
+# * Style transfer fits on one page (section 0): tutorial 02's layers, a Gram, two costs, one
+#   backward pass, an optimiser loop; the package adds speed, checks and conveniences.
 # * The style-transfer loss is $J = \alpha J_\text{content} + \beta J_\text{style} + \lambda J_\text{TV}$;
 #   every term's gradient with respect to the activations is a line of algebra, and one
 #   backward pass carries all of them back to the image (`scratchnst.method.objective.Objective`).
@@ -493,12 +931,45 @@ plt.show()
 #   chooses each step length with a strong Wolfe line search; it reaches a given loss in
 #   far fewer evaluations here (`scratchnst.method.lbfgs.LBFGS`, `scratchnst.method.line_search.strong_wolfe`).
 # * Starting from the content image converges faster and keeps the layout; starting from
-#   noise gives the paper's varied, more painterly results but needs more iterations.
+#   noise, the course's and the paper's recipe, needs more iterations and a balanced loss:
+#   with the plain weights one style layer takes nearly all of it, and Gatys' normalised
+#   network spreads it over the layers (section 1b).
 # * $\alpha/\beta$ moves the result continuously from photo to texture; colour preservation
 #   and coarse-to-fine levels are small changes around the same optimisation.
 #
 # ## Exercises
 #
+# **0. Write it yourself: the two-loop recursion.** Fill in `two_loop` from its docstring
+# (section 2 has the pseudocode; don't peek at `LBFGS.direction`), then run the check cell: it
+# compares your direction with $-Hg$, where $H$ is built densely by the BFGS update formula
+# from the same pairs (with 0, 1 and 4 pairs), using `gradcheck.rel_error`. An answer is in
+# `tutorials/solutions.py`.
+
+# %%
+from exercises import check_exercise  # tutorials/exercises.py  # noqa: E402
+
+
+def two_loop(g, s, y):
+    """The L-BFGS search direction d = -H g by the two-loop recursion.
+
+    Parameters
+    ----------
+    g : ndarray (n,), the current gradient
+    s, y : lists of ndarray (n,), the stored steps and gradient changes, oldest first
+        (each pair has y'.s > 0)
+
+    Returns
+    -------
+    d : ndarray (n,), -H g, with H_0 = gamma I, gamma = s'y / y'y of the newest pair;
+        -g when the lists are empty.
+    """
+    raise NotImplementedError  # your code here: about ten lines
+
+
+# %%
+check_exercise("two_loop", two_loop)
+
+# %% [markdown]
 # 1. Run Adam with `lr` 1, 3, 10 and 30 for the same number of evaluations and add the
 #    curves to the comparison. Which learning rate comes closest to L-BFGS, and what
 #    goes wrong at the largest?

@@ -27,7 +27,8 @@
 #
 # * `scratchnst/backend.py` — `array_module`, `get_xp`, `to_numpy`, `to_float`, `gpu_available`;
 # * `scratchnst/files/weights.py` — `load_vgg19(backend=...)`; `scratchnst/network/vgg.py` and
-#   `scratchnst/network/fast/`, the ops it runs;
+#   `scratchnst/network/fast/`, the ops it runs (by default Winograd's convolution,
+#   `fast/winograd.py`, which is what every timing below measures);
 # * `scratchnst/method/lbfgs.py` and `scratchnst/method/objective.py` — where scalars cross to the host;
 # * `scratchnst/transfer/estimate.py` — FLOP and memory counts; `benchmarks/bench_gpu.py` — the full GPU
 #   benchmark.
@@ -154,10 +155,43 @@ for n in LAYERS:
 g32, g64 = grads["float32"], grads["float64"]
 print(f"input gradient:  max rel. difference {np.abs(g32 - g64).max() / np.abs(g64).max():.1e}")
 
+# Where the two precisions take different branches of a kink: a ReLU input on the other side of 0,
+# or a 2x2 max-pool window with another winner. The pass to relu5_1 runs pool1 to pool4.
+relus = [n for n in scratchnst.LAYERS[: scratchnst.LAYERS.index("relu5_1") + 1] if n.startswith("relu")]
+pool_inputs = ["relu1_2", "relu2_2", "relu3_4", "relu4_4"]
+pre = {}
+for dt, net in nets.items():
+    out = net.forward(net.preprocess(content_rgb), relus)
+    pre[dt] = {n: out[n].copy() for n in relus}
+gate_flips = sum(int(np.sum((pre["float32"][n] > 0) != (pre["float64"][n] > 0))) for n in relus)
+
+
+def winners(a):
+    C, h, w = a.shape
+    win = a[:, : h // 2 * 2, : w // 2 * 2].reshape(C, h // 2, 2, w // 2, 2).transpose(0, 1, 3, 2, 4)
+    return win.reshape(C, h // 2, w // 2, 4).argmax(axis=-1)
+
+
+swaps = sum(int(np.sum(winners(pre["float32"][n]) != winners(pre["float64"][n]))) for n in pool_inputs)
+print(f"ReLU outputs zero in one precision and positive in the other: {gate_flips};  "
+      f"max-pool windows with another winner: {swaps}")
+
 # %% [markdown]
-# Relative differences of a few times $10^{-7}$: float32 rounding ($2^{-24} \approx 6\times10^{-8}$ per
-# operation) accumulated over sums of thousands of terms per convolution and 16 layers, and
-# far below what changes a pixel. The speed difference we measure in the next section.
+# The **activations** differ by relative amounts of order $10^{-7}$ to $10^{-6}$ (the first lines):
+# float32 rounding ($2^{-24} \approx 6\times10^{-8}$ per operation) accumulated over sums of thousands
+# of terms per convolution and 16 layers, far below what changes a pixel.
+#
+# The **input gradient** can differ far more (the line after them), and that is not a larger
+# rounding error but a different branch. ReLU and max pooling are piecewise linear: at a ReLU
+# input within rounding of 0, or a max-pool window whose two largest entries are within rounding
+# of each other (a near-tie), float32 and float64 can land on different sides of the kink. The
+# last line counts how often that happened here. Where it did, the two gradients are each the
+# exact gradient of a slightly different piece of the function: a window's whole gradient goes
+# to one pixel in one precision and to its neighbour in the other, a difference as large as the
+# gradient itself, at that pixel. Over a whole image these are a few pixels among many; they
+# change nothing that matters for style transfer, but they are why a gradient check is done in
+# float64 with inputs kept away from kinks (tutorial 02). The speed difference we measure in
+# the next section.
 #
 # ## 4. Measuring properly
 #
@@ -224,8 +258,9 @@ timings = {c: {} for c in configs}   # (backend, dtype) -> {size: (median, all t
 n = 1536
 m = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
 t_mm, _ = measure(lambda: m @ m, repeats=REPEATS)
-gemm = 2 * n**3 / t_mm / 1e9
-print(f"NumPy float32 matmul {n}x{n}: median {t_mm * 1e3:.1f} ms, {gemm:.0f} GFLOP/s")
+matmul_rate = 2 * n**3 / t_mm / 1e9
+print(f"NumPy float32 matmul {n}x{n}: median {t_mm * 1e3:.1f} ms, {matmul_rate:.0f} GFLOP/s")
+print("convolution algorithm timed:", {c: n_.conv for c, n_ in all_nets.items()})
 # Sizes outside, configurations inside: the configurations compared at one size are measured
 # one right after the other, so they see the same load on a shared machine.
 for size in SIZES:
@@ -248,36 +283,44 @@ for (name, dt), per_size in timings.items():
         axes[0].scatter([s] * len(per_size[s][1]), per_size[s][1], color=line.get_color(), s=12, alpha=0.5)
     rates = [2 * estimate.conv_flops(s, s) / m / 1e9 for s, m in zip(sizes, meds)]
     axes[1].plot(sizes, rates, marker="o", label=f"{name} {dt}")
-axes[1].axhline(gemm, color="k", linestyle="--", label=f"NumPy float32 matmul ceiling ({gemm:.0f})")
+axes[1].axhline(matmul_rate, color="k", linestyle="--", label=f"NumPy float32 matmul ({matmul_rate:.0f})")
 axes[0].set_yscale("log")
 axes[0].set_title("forward + backward time (dots: each repeat)")
 axes[0].set_ylabel("seconds (log scale)")
 axes[1].set_title("throughput")
-axes[1].set_ylabel("GFLOP/s of the convolutions")
+axes[1].set_ylabel("effective GFLOP/s (direct-convolution FLOPs / time)")
 for ax in axes:
     ax.set_xlabel("image side (px)")
     ax.set_xticks(SIZES)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=10)
 plt.show()
+t32 = {size: med for size, (med, _) in timings[("numpy", "float32")].items()}
+t64 = {size: med for size, (med, _) in timings[("numpy", "float64")].items()}
+sizes = sorted(t32)
+for a, b in zip(sizes, sizes[1:]):
+    print(f"numpy float32, {a} -> {b} px: time x{t32[b] / t32[a]:.1f} (pixels x{(b / a) ** 2:.0f})")
+for size in sizes:
+    print(f"numpy float64 / float32 at {size} px: {t64[size] / t32[size]:.1f}")
 
 # %% [markdown]
-# What to read in these numbers (this notebook was built on a shared 2-core virtual machine;
-# at a quiet moment it measured, in float32, about 65, 225 and 910 ms at 64, 128 and 256 px,
-# about 100 GFLOP/s, and float64 took about twice as long):
+# What to read in these numbers (the timing cell and the lines just above print them for the
+# machine that ran this notebook; a shared machine gives different numbers on every run):
 #
 # * **Time grows with the pixel count**: the work is 4x per doubling of the side, and the
 #   time approaches that ratio once the image is large enough that the fixed costs (Python,
 #   function calls, small matrices that do not fill the cores) are small. At 64 px the
 #   throughput is a little lower: VGG19's deep layers are 4x4 or 8x8 there, too little work
 #   to keep the machine busy. On a GPU this effect is far larger (below).
-# * **The throughput stays at about half the matmul ceiling.** The convolutions are matrix
-#   products (`scratchnst/network/fast/`: Winograd's tile transforms around batched products,
-#   or im2col blocks filled and multiplied), but filling those blocks, the ReLUs, pools and the
-#   Python in between do not run at GEMM speed, and the matrices of the deep layers at these
-#   sizes are small. (`scratchnst.transfer.estimate` assumes half.)
-# * **float64 costs more than float32 on the CPU**, about twice on a quiet machine:
-#   twice the bytes to move and half as many numbers per SIMD instruction.
+# * **The throughput is measured against the matmul line.** The timed convolutions are
+#   Winograd's (`scratchnst/network/fast/winograd.py`: tile transforms around batched matrix
+#   products), which do fewer multiplications than a direct convolution; the plot divides the
+#   *direct* convolution's FLOPs by the time, an effective rate that can come near the matmul
+#   line, or above it, without any part running faster than a matmul. What keeps it down is what
+#   is not a matrix product: the transforms, the ReLUs, pools and the Python in between, and the
+#   small matrices of the deep layers at these sizes.
+# * **float64 costs more than float32 on the CPU** (the ratio per size is printed), up to about
+#   twice on a quiet machine: twice the bytes to move and half as many numbers per SIMD instruction.
 # * **The spread** (the dots) is the machine, not the code. When other jobs start during a
 #   measurement, whole sizes shift together and the dots scatter; the median of each
 #   configuration stays put better than the mean or a single run. That is also why the loop
@@ -329,7 +372,7 @@ else:
     print("only the time to launch the kernels.")
     for s in (512, 1024):
         gb = estimate.memory_bytes(s, s, itemsize=4, optimizer_images=24) / 2**30
-        est = estimate.seconds_per_iteration(s, s, gemm)
+        est = estimate.seconds_per_iteration(s, s, matmul_rate)
         print(f"  {s} px: ~{gb:.1f} GiB for one iteration with L-BFGS (m=10) in float32; "
               f"~{est:.0f} s per iteration on this CPU (scratchnst.transfer.estimate)")
 
@@ -359,10 +402,10 @@ else:
 # through `to_numpy`). In between, only the scalars that a decision needs cross, at
 # points chosen on purpose:
 #
-# * `Objective._evaluate` (`scratchnst/method/objective.py`) keeps every layer's cost as a 0-d
-#   device array and converts all of them with `to_float` in one place, once per evaluation;
-# * `scratchnst/method/lbfgs.py` computes dot products with `_dot`, which returns a 0-d array on
-#   the device, and calls `to_float` only where the line search compares numbers.
+# * `Objective.value_and_grad` (`scratchnst/method/objective.py`) keeps every layer's cost as a
+#   0-d device array and converts all of them in one transfer, once per evaluation;
+# * `scratchnst/method/lbfgs.py` computes dot products with `scratchnst.method.lbfgs.dot`, which
+#   returns a 0-d array on the device, and calls `to_float` only where the line search compares numbers.
 #
 # On NumPy all of this is free: `to_numpy` of a NumPy array returns the array itself.
 
@@ -390,8 +433,9 @@ if GPU:
 #   `scratchnst/backend.py` imports CuPy, so CPU users never need it.
 # * `load_vgg19(backend="cupy")` is the only change a user makes; the network's weights
 #   then carry the choice through every activation, gradient and optimiser step.
-# * float32 agrees with float64 to about $10^{-6}$ relative on VGG19 and is the right choice
-#   for style transfer; float64 is for gradient checks.
+# * float32 activations agree with float64 to about $10^{-6}$ relative on VGG19; gradients agree
+#   except where a near-tie in a ReLU or a max pool falls on the other side in one precision.
+#   float32 is the right choice for style transfer; float64 is for gradient checks.
 # * Time GPU code with a synchronisation (or CUDA events, or `cupyx.profiler.benchmark`),
 #   after a warm-up, and report the median of several repeats with their spread.
 # * Cross between device and host only at the edges: images at the start and end, one
