@@ -109,7 +109,8 @@ def numpy_iteration(size, conv):
 
     net = scratchnst.load_vgg19(dtype="float32", backend="numpy", conv=conv)
     content, style, x = images(size)
-    obj = Objective(net, content, [style], content_layers=CONTENT_LAYERS, style_layers=STYLE_LAYERS)
+    obj = Objective(net, content, [style], content_layers=CONTENT_LAYERS, style_layers=STYLE_LAYERS,
+                    alpha=None, beta=None)  # the gatys preset's, as torch_iteration takes them
     return lambda: obj.value_and_grad(x)
 
 

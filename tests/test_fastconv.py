@@ -31,14 +31,19 @@ WINOGRAD_M = {"winograd": 4, "winograd2": 2}  # the tile size each algorithm mus
 
 
 def spy_on_winograd(monkeypatch):
-    """Count the calls of ``winograd_conv3x3``; returns the list of the tile size m of each call."""
-    calls, real = [], Wg.winograd_conv3x3
+    """Count the calls of ``winograd_conv3x3`` and of its adjoint (the input gradient); the tile size m of each."""
+    calls, real, real_adjoint = [], Wg.winograd_conv3x3, Wg.winograd_conv3x3_adjoint
 
     def spy(x, U, T, pad=1):
         calls.append(T.m)
         return real(x, U, T, pad)
 
+    def spy_adjoint(dout, U, T, *args):
+        calls.append(T.m)
+        return real_adjoint(dout, U, T, *args)
+
     monkeypatch.setattr(Wg, "winograd_conv3x3", spy)
+    monkeypatch.setattr(Wg, "winograd_conv3x3_adjoint", spy_adjoint)
     return calls
 
 

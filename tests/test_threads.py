@@ -100,3 +100,31 @@ def test_winograd_over_threads_equals_one_thread(clean_env):
         out[n] = winograd.winograd_conv3x3(x, KERNELS.get(w, T), T)
     assert threads.transform_threads(np) == 3
     np.testing.assert_allclose(out[3], out[1], rtol=0, atol=1e-12 * np.abs(out[1]).max())
+
+
+def test_winograd_gradient_over_threads_equals_one_thread(clean_env, monkeypatch):
+    """The adjoint's bands add into shared rows: split over threads (even bands, then odd), the sum is the same."""
+    from scratchnst.network.fast import bands
+
+    monkeypatch.setitem(bands.BAND_BYTES, "numpy", 1)  # one tile row a band: many bands, many shared rows
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((64, 41, 30))
+    w = rng.standard_normal((64, 64, 3, 3))
+    out, cache = winograd.conv2d_forward(x, w, None)
+    dout = rng.standard_normal(out.shape)
+    dx = {}
+    for n in (1, 3):
+        threads.set_num_threads(n)
+        dx[n] = winograd.conv2d_backward_input(dout, cache)
+    np.testing.assert_allclose(dx[3], dx[1], rtol=0, atol=1e-12 * np.abs(dx[1]).max())
+
+
+def test_the_gradient_needs_no_second_kernel_transform():
+    """The adjoint multiplies by the forward kernel's U: one cache entry per kernel, not two (half the memory)."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((64, 12, 12))
+    w = rng.standard_normal((64, 64, 3, 3))
+    before = len(KERNELS)
+    out, cache = winograd.conv2d_forward(x, w, None)
+    winograd.conv2d_backward_input(np.ones_like(out), cache)
+    assert len(KERNELS) == before + 1

@@ -5,5 +5,6 @@
     relu_pool.py             in-place ReLU and max pooling with compact caches
     winograd_transforms.py   Winograd's matrices and the transformed-kernel cache
     winograd.py              Winograd F(4x4, 3x3) and F(2x2, 3x3) convolution
-    threads.py               how many threads the transforms' copies use
+    winograd_adjoint.py      its input gradient as the exact adjoint, with the forward kernel's U
+    threads.py               the one CPU thread policy: our threads split bands, BLAS runs on one
 """

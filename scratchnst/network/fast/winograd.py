@@ -59,6 +59,7 @@ from scratchnst.network.fast import gemm
 from scratchnst.network.fast.bands import band_rows
 from scratchnst.network.fast.gemm import ConvCache
 from scratchnst.network.fast.threads import split_over_threads, transform_threads
+from scratchnst.network.fast.winograd_adjoint import winograd_conv3x3_adjoint
 from scratchnst.network.fast.winograd_transforms import KERNELS, TRANSFORMS
 
 # F(4x4, 3x3) by default (conv="winograd"), F(2x2, 3x3) on request (conv="winograd2"):
@@ -300,9 +301,10 @@ def conv2d_backward_input(dout, cache, m=None):
     -----
     For a 3x3 kernel, ``dx = conv(dout, w', pad = 2 - pad)`` with
     ``w'[c, o, u, v] = w[o, c, 2 - u, 2 - v]`` (see
-    :func:`scratchnst.network.fast.gemm.conv2d_backward_input` for the derivation), a 3x3
-    convolution like the forward one; its transformed kernel
-    ``U' = G w' G^T`` (a^2, C, O) is cached next to the forward U.
+    :func:`scratchnst.network.fast.gemm.conv2d_backward_input` for the derivation). It is
+    computed as the exact adjoint of the forward's Winograd chain
+    (:mod:`scratchnst.network.fast.winograd_adjoint`), which multiplies by the forward
+    kernel's cached U transposed, so the flipped kernel needs no transform of its own.
 
     A layer with few input channels (``9 C <= O``: VGG19's conv1_1, 3 of 64) takes
     the reference's route instead, :func:`_backward_input_col2im`.
@@ -314,7 +316,9 @@ def conv2d_backward_input(dout, cache, m=None):
     if not _use_winograd(w, pad, m):
         return gemm.conv2d_backward_input(dout, cache)
     T = TRANSFORMS[m]
-    return _keep_exact_zeros(dout, winograd_conv3x3(dout, KERNELS.get(w, T, flip=True), T, 2 - pad), 2 - pad)
+    BB, AA = _tile_transforms(array_module(dout), T, dout.dtype)
+    dx = winograd_conv3x3_adjoint(dout, KERNELS.get(w, T), T, BB, AA, pad, shape)
+    return _keep_exact_zeros(dout, dx, 2 - pad)
 
 
 def conv2d_forward_f2(x, w, b, pad=1):

@@ -128,9 +128,11 @@ class KernelCache:
     on this cache, with one caveat: a kernel modified *in place* keeps its old U.
     Style transfer never changes the weights; if you do, call :meth:`clear`.
 
-    Memory: U is (a/3)^2 times its kernel (4x for F(4x4)), kept twice (forward and
-    flipped), for every layer that uses Winograd: the largest part of Winograd's
-    extra memory over the GEMM (benchmarks/README.md, "Kernel cache memory").
+    Memory: U is (a/3)^2 times its kernel (4x for F(4x4)), for every layer that uses
+    Winograd: the largest part of Winograd's extra memory over the GEMM
+    (benchmarks/README.md, "Kernel cache memory"). The input gradient uses the same U
+    (:mod:`scratchnst.network.fast.winograd_adjoint`); ``flip=True`` (U of the flipped
+    kernel) is there for code that convolves with it directly.
     """
 
     def __init__(self):
