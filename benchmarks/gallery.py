@@ -2,6 +2,7 @@
 
     python benchmarks/gallery.py                         # 384 px, 2 scales, 100 iterations each
     python benchmarks/gallery.py --size 256 --iterations 50 --out /tmp/sheet.png
+    python benchmarks/gallery.py --demo-figure scratchnst-demo.png   # the README's demo picture
 
 Each picture is one :func:`scratchnst.stylize` run with the defaults but for the
 size, the coarse-to-fine levels and the iterations (given below, and printed), from
@@ -37,6 +38,29 @@ def fit(rgb, side):
     return np.asarray(cell)
 
 
+def demo_figure(result_png, out):
+    """The README's picture: the demo's content, its style and ``result_png`` (what ``scratchnst demo`` wrote)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from scratchnst.files.images import bundled_image, load_image
+
+    panels = [("content: astronaut (NASA)", load_image(bundled_image("astronaut"))),
+              ("style: The Starry Night (van Gogh)", load_image(bundled_image("starry_night"))),
+              ("scratchnst demo, 256 px", np.asarray(Image.open(result_png).convert("RGB")))]
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3.6))
+    for ax, (title, rgb) in zip(axes, panels):
+        ax.imshow(rgb)
+        ax.set_title(title, fontsize=10)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    print(f"demo figure: {out}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=384)
@@ -44,7 +68,12 @@ def main(argv=None):
     p.add_argument("--iterations", type=int, default=100, help="per level")
     p.add_argument("--cell", type=int, default=256, help="side of one picture on the sheet")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "gallery.png"))
+    p.add_argument("--demo-figure", metavar="DEMO_PNG",
+                   help="instead, compose the README's demo figure from this output of scratchnst demo")
     args = p.parse_args(argv)
+    if args.demo_figure:
+        demo_figure(args.demo_figure, REPO / "tutorials" / "figures" / "demo.png")
+        return 0
 
     from PIL import Image
 

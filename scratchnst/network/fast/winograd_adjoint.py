@@ -98,9 +98,13 @@ def winograd_conv3x3_adjoint(dout, U, T, BB, AA, pad, shape):
     O, Ho, Wo = dout.shape
     m, a = T.m, T.m + 2
     nH, nW = -(-Ho // m), -(-Wo // m)
-    # dout on whole tiles (zeros past its edge, where the forward cropped), and the padded gradient.
-    dtiles = xp.zeros((O, nH, m, nW, m), dtype=dout.dtype)
-    dtiles.reshape(O, m * nH, m * nW)[:, :Ho, :Wo] = dout
+    # dout on whole tiles (zeros past its edge, where the forward cropped): a view when
+    # the tiles fit exactly, as every VGG19 layer's do at sizes that are multiples of 64.
+    if Ho == m * nH and Wo == m * nW and dout.flags.c_contiguous:
+        dtiles = dout.reshape(O, nH, m, nW, m)
+    else:
+        dtiles = xp.zeros((O, nH, m, nW, m), dtype=dout.dtype)
+        dtiles.reshape(O, m * nH, m * nW)[:, :Ho, :Wo] = dout
     dxpad = xp.zeros((C, m * nH + 2, m * nW + 2), dtype=dout.dtype)
     UT = U.transpose(0, 2, 1)  # (a^2, C, O): a view, BLAS reads it transposed
 
