@@ -44,3 +44,16 @@ def top_octave_share(rgb):
     top = np.maximum(fy, fx) > 0.25  # (H, W) the top octave on either axis
     total = power.sum()
     return float(power[top].sum() / total) if total > 0 else 0.0
+
+
+if __name__ == "__main__":  # python -m scratchnst.transfer.speckle IMAGE ... [--size N]: one share per image
+    import argparse
+
+    from scratchnst.files.images import load_image, resolve_image_path
+
+    p = argparse.ArgumentParser(description="share of spectral power in the top octave, per image")
+    p.add_argument("images", nargs="+", help="files or bundled image names")
+    p.add_argument("--size", type=int, help="resize to this long side first (compare at the output's size)")
+    args = p.parse_args()
+    for name in args.images:
+        print(f"{top_octave_share(load_image(resolve_image_path(name), args.size)):.4f}  {name}")

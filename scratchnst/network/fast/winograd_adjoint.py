@@ -15,7 +15,8 @@ so its gradient with respect to the input is the same chain transposed, in rever
     dM = AA^T dY                                                (a^2, O, n)
     dV[k] = U[k]^T dM[k]                                        (a^2, C, n)
     dD = BB^T dV                                                (a^2, C, n)
-    dxpad += scatter(dD)    each tile added back where it was gathered (overlap-add)
+    dx += scatter(dD)       each tile added back where it was gathered (overlap-add),
+                            less the padding: padded row y is row y - pad of dx
 
 It needs only the forward kernel's U, transposed per point k, where the flipped-kernel
 convolution it replaces needed a second transformed kernel, U of the flipped kernel,
@@ -25,7 +26,7 @@ number. It is exact in exact arithmetic, like the flipped convolution, so the tw
 agree to rounding (``tests/test_winograd.py``).
 
 Bands run on our threads (:mod:`scratchnst.network.fast.threads`). Two neighbouring
-bands add into two shared rows of ``dxpad`` (tiles overlap by 2), so the even bands
+bands add into two shared rows of ``dx`` (tiles overlap by 2), so the even bands
 run first, then the odd ones: no two bands that touch run at once.
 """
 
@@ -41,12 +42,26 @@ def _tiles_of(dout, dY):
     dY[...] = dout.transpose(2, 4, 0, 1, 3)  # (o, t, i, s, j) -> (i, j, o, t, s)
 
 
-def _scatter_add(dD, dxpad, m):
-    """``dxpad[c, m t + u, m s + v] += dD[u, v, c, t, s]``: each a x a tile back where the forward gathered it."""
+def _inside(offset, m, n, size):
+    """Tiles ``t`` in [lo, hi) whose entry at ``m t + offset`` falls in [0, size), and that first position."""
+    lo = max(0, -(offset // m))  # the first t with m t + offset >= 0
+    hi = min(n, -(-(size - offset) // m))  # past the last t with m t + offset < size
+    return lo, hi, m * lo + offset
+
+
+def _scatter_add(dD, dx, m, row0, pad):
+    """``dx[c, m t + u - pad + row0, m s + v - pad] += dD[u, v, c, t, s]``: each a x a tile back where the
+    forward gathered it, in unpadded coordinates (the entries that fell on the padding are dropped)."""
     a, r, nW = dD.shape[0], dD.shape[3], dD.shape[4]
+    H, W = dx.shape[1:]
     for u in range(a):
+        t_lo, t_hi, y = _inside(row0 + u - pad, m, r, H)
         for v in range(a):
-            dxpad[:, u : u + m * (r - 1) + 1 : m, v : v + m * (nW - 1) + 1 : m] += dD[u, v]
+            s_lo, s_hi, x = _inside(v - pad, m, nW, W)
+            if t_hi > t_lo and s_hi > s_lo:
+                rows = slice(y, y + m * (t_hi - t_lo - 1) + 1, m)
+                cols = slice(x, x + m * (s_hi - s_lo - 1) + 1, m)
+                dx[:, rows, cols] += dD[u, v, :, t_lo:t_hi, s_lo:s_hi]
 
 
 class _AdjointBand:
@@ -60,8 +75,8 @@ class _AdjointBand:
         self.dV = xp.empty(a * a * C * tiles, dtype=dtype)
         self.dD = xp.empty(a * a * C * tiles, dtype=dtype)
 
-    def run(self, dout, UT, dxpad):
-        """One band: ``dout`` (O, r, m, nW, m) of output tiles -> adds into ``dxpad`` (C, m r + 2, m nW + 2)."""
+    def run(self, dout, UT, dx, row0, pad):
+        """One band: ``dout`` (O, r, m, nW, m), tile rows from padded row ``row0`` -> adds into ``dx`` (C, H, W)."""
         xp, m, a = self.xp, self.T.m, self.T.m + 2
         O, r, nW = dout.shape[0], dout.shape[1], dout.shape[3]
         C, n = UT.shape[1], r * nW
@@ -73,7 +88,7 @@ class _AdjointBand:
         _matmul(xp, self.AA.T, dY.reshape(m * m, O * n), dM.reshape(a * a, O * n))  # ki,iop->kop
         _matmul(xp, UT, dM, dV)  # dV[k] = U[k]^T dM[k]  # kco,kop->kcp
         _matmul(xp, self.BB.T, dV.reshape(a * a, C * n), dD)  # lk,kcp->lcp
-        _scatter_add(dD.reshape(a, a, C, r, nW), dxpad, m)
+        _scatter_add(dD.reshape(a, a, C, r, nW), dx, m, row0, pad)
 
 
 def _matmul(xp, A, B, out):
@@ -105,7 +120,7 @@ def winograd_conv3x3_adjoint(dout, U, T, BB, AA, pad, shape):
     else:
         dtiles = xp.zeros((O, nH, m, nW, m), dtype=dout.dtype)
         dtiles.reshape(O, m * nH, m * nW)[:, :Ho, :Wo] = dout
-    dxpad = xp.zeros((C, m * nH + 2, m * nW + 2), dtype=dout.dtype)
+    dx = xp.zeros((C, H, W), dtype=dout.dtype)
     UT = U.transpose(0, 2, 1)  # (a^2, C, O): a view, BLAS reads it transposed
 
     threads = transform_threads(xp)
@@ -118,9 +133,9 @@ def winograd_conv3x3_adjoint(dout, U, T, BB, AA, pad, shape):
         band = _AdjointBand(xp, T, C, O, rows * nW, dout.dtype, BB, AA)
         for t0 in chosen[lo:hi]:
             r = min(rows, nH - t0)
-            band.run(dtiles[:, t0 : t0 + r], UT, dxpad[:, m * t0 : m * (t0 + r) + 2])
+            band.run(dtiles[:, t0 : t0 + r], UT, dx, m * t0, pad)
 
-    for parity in (0, 1):  # neighbouring bands share two rows of dxpad: never at the same time
+    for parity in (0, 1):  # neighbouring bands share two rows of dx: never at the same time
         chosen = starts[parity::2]
         split_over_threads(threads, len(chosen), run_bands, chosen)
-    return xp.ascontiguousarray(dxpad[:, pad : pad + H, pad : pad + W])
+    return dx
