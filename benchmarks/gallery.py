@@ -8,9 +8,9 @@ Each picture is one :func:`scratchnst.stylize` run with the defaults but for the
 size, the coarse-to-fine levels and the iterations (given below, and printed), from
 the content image. The contact sheet has the photos down the left, the styles
 along the top, and each result where its row and column meet. For every picture
-the script prints its time and its speckle (:mod:`scratchnst.transfer.speckle`: the
-share of spectral power in the top octave) against its style image's at the same
-size: near 1x or below is a clean picture, far above it a speckled one.
+the script prints its time and its speckle (:func:`scratchnst.transfer.speckle.speckle`:
+the share of spectral power in the top octave, the worst of Y, Cb and Cr) against its
+style image's at the same size: near 1x or below is a clean picture, far above it a speckled one.
 """
 
 import argparse
@@ -80,7 +80,7 @@ def main(argv=None):
     import scratchnst
     from scratchnst.files.images import bundled_image, load_image
     from scratchnst.transfer.settings import Settings
-    from scratchnst.transfer.speckle import top_octave_share
+    from scratchnst.transfer.speckle import speckle
 
     print(f"gallery: {len(PHOTOS)} photos x {len(STYLES)} styles at {args.size} px, {args.scales} scales, "
           f"{args.iterations} iterations per scale, defaults otherwise ({Settings(content='', styles=['']).preset} "
@@ -107,7 +107,7 @@ def main(argv=None):
             rgb = scratchnst.stylize(settings).rgb
             seconds = time.perf_counter() - t
             total.append(seconds)
-            ours, theirs = top_octave_share(rgb), top_octave_share(styles[s])
+            ours, theirs = speckle(rgb)["worst"], speckle(styles[s])["worst"]
             print(f"{photo:>14} {s:>14} {seconds:8.0f} {ours:8.3f} {theirs:7.3f} {ours / theirs:5.2f}x", flush=True)
             put(i + 1, j + 1, rgb)
     Image.fromarray(sheet).save(args.out)

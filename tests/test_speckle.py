@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from scratchnst.transfer.speckle import top_octave_share
+from scratchnst.transfer.speckle import speckle, top_octave_share
 
 
 def test_white_noise_puts_three_quarters_of_its_power_in_the_top_octave():
@@ -32,3 +32,13 @@ def test_colour_and_grey_agree_on_a_grey_picture():
     rng = np.random.default_rng(2)
     grey = rng.uniform(0, 1, (40, 50))
     assert top_octave_share(np.stack([grey] * 3, axis=-1)) == pytest.approx(top_octave_share(grey), rel=1e-12)
+
+
+def test_colour_speckle_shows_in_the_colour_channels_not_the_luminance():
+    """Pink-green dots of equal luminance: Y stays smooth, Cb and Cr carry the noise; worst is their max."""
+    rng = np.random.default_rng(3)
+    y, x = np.mgrid[0:128, 0:128]
+    grey = 128 + 40 * np.sin(2 * np.pi * x / 64)[..., None] * np.ones(3)  # smooth luminance
+    dots = rng.choice([-1.0, 1.0], size=(128, 128))[..., None] * np.array([20.0, -20 * 0.299 / 0.587, 0.0])
+    sp = speckle(grey + dots)  # the red-green swap keeps 0.299 R + 0.587 G constant
+    assert sp["Y"] < 0.01 and sp["Cr"] > 0.5 and sp["worst"] == max(sp["Y"], sp["Cb"], sp["Cr"]), sp

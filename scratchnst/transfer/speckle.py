@@ -14,12 +14,16 @@ half the Nyquist rate and the Nyquist rate, on either axis: three quarters of th
 frequency plane. White noise puts three quarters of its power there (share 0.75);
 photos and paintings, whose spectra fall off as 1/f^2, a few per cent. A stylised
 image should sit near its style image: ``benchmarks/gallery.py`` and the noise-start
-measurements in ``benchmarks/README.md`` report the ratio of the two.
+measurements in ``benchmarks/README.md`` report the ratio of the two. :func:`speckle`
+takes the share of each of Y, Cb and Cr, since colour speckle barely moves the
+luminance.
 """
 
 import numpy as np
 
 LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601
+# Rows: Y, Cb, Cr of ITU-R BT.601 (as JPEG uses them, offsets dropped: a constant adds no power).
+YCBCR = np.array([LUMA, [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
 
 
 def top_octave_share(rgb):
@@ -46,6 +50,19 @@ def top_octave_share(rgb):
     return float(power[top].sum() / total) if total > 0 else 0.0
 
 
+def speckle(rgb):
+    """``{"Y": ..., "Cb": ..., "Cr": ..., "worst": ...}``: the top-octave share of the luminance and of each
+    colour-difference channel, and the largest of the three.
+
+    Luminance speckle is grain; colour speckle (pink and green dots, what a run from noise
+    leaves) hardly changes the luminance, so it shows only in Cb and Cr.
+    """
+    img = np.asarray(rgb, dtype=np.float64)
+    shares = {name: top_octave_share(img @ row) for name, row in zip(("Y", "Cb", "Cr"), YCBCR)}
+    shares["worst"] = max(shares.values())
+    return shares
+
+
 if __name__ == "__main__":  # python -m scratchnst.transfer.speckle IMAGE ... [--size N]: one share per image
     import argparse
 
@@ -55,5 +72,7 @@ if __name__ == "__main__":  # python -m scratchnst.transfer.speckle IMAGE ... [-
     p.add_argument("images", nargs="+", help="files or bundled image names")
     p.add_argument("--size", type=int, help="resize to this long side first (compare at the output's size)")
     args = p.parse_args()
+    print("     Y     Cb     Cr  worst  image")
     for name in args.images:
-        print(f"{top_octave_share(load_image(resolve_image_path(name), args.size)):.4f}  {name}")
+        sp = speckle(load_image(resolve_image_path(name), args.size))
+        print(" ".join(f"{sp[k]:.4f}" for k in ("Y", "Cb", "Cr", "worst")), "", name)
