@@ -256,3 +256,14 @@ def test_the_command_line_option(tmp_path, capsys):
     from scratchnst.files.checkpoint import load_checkpoint
 
     assert load_checkpoint(tmp_path / "out.ckpt.npz")["settings"]["normalized"] is False
+
+
+def test_the_style_weight_follows_the_network():
+    """gatys: 5e7 on the normalised network it was chosen for, the paper's 1e3 with --no-normalized; a given beta wins."""
+    from scratchnst.transfer.settings import Settings
+
+    base = dict(content="chelsea", styles=["starry_night"])
+    assert Settings(**base).style_weight() == PRESETS["gatys"].beta == 5e7
+    assert Settings(**base, normalized=False).style_weight() == 1e3
+    assert Settings(**base, normalized=False, beta=7.0).style_weight() == 7.0
+    assert Settings(**base, preset="jcjohnson").style_weight() == PRESETS["jcjohnson"].beta

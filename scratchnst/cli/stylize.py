@@ -380,7 +380,7 @@ def explain(settings, content, styles):
     weights = None if auto else settings.style_layer_weights  # auto: the preset's, before equalising
     explain_preset(settings.preset, shapes, content_layers=settings.content_layers,
                    style_layers=settings.style_layers, style_layer_weights=weights,
-                   alpha=settings.alpha, beta=settings.beta, show=True)
+                   alpha=settings.alpha, beta=settings.style_weight(), show=True)
     run = start_run(settings, (content, styles))
     objective = build_objective(settings, run.net, run.content_in, run.styles_in)
     network = "normalised" if settings.normalized_network() else "original"

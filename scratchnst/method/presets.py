@@ -36,6 +36,9 @@ class Normalization:
         Default content and style weights.
     formula : str
         The costs as the source writes them.
+    beta_other_network : float or None
+        The default beta on the other network (``--no-normalized`` for ``gatys``: the
+        paper's 1e3, as before the normalised network), None for the same beta.
     normalized : bool
         The network the constants were chosen for: True for Gatys et al.'s VGG19
         normalised so every channel's mean activation is 1 (``load_vgg19(normalized=True)``,
@@ -51,6 +54,7 @@ class Normalization:
     beta: float
     formula: str
     normalized: bool = False
+    beta_other_network: float | None = None  # default beta on the network ``normalized`` does not name
 
 
 # All four compare Grams of images of the same size, where they agree on what
@@ -74,6 +78,7 @@ PRESETS = {
         "sum_l w_l/(4 N_l^2 M_l^2) sum((G_l-A_l)^2), w_l = 1/L; alpha = 1, beta = 5e7 "
         "(the paper's 1e-3 ratio barely stylises here); normalised VGG19",
         normalized=True,  # "We normalized the network by scaling the weights such that the mean activation ..."
+        beta_other_network=1e3,  # the paper's ratio on the weights as trained (relu4_1 then dominates the style)
     ),
     "course": Normalization(
         name="course",

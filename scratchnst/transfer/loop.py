@@ -179,7 +179,7 @@ def build_objective(settings, net, content_rgb, style_rgbs):
         style_layer_weights=settings.style_layer_weights,
         style_blend=settings.style_blend,
         alpha=settings.alpha,
-        beta=settings.beta,
+        beta=settings.style_weight(),
         tv_weight=settings.tv_weight,
         normalization=settings.preset,
         tile=settings.tile,

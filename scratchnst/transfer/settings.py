@@ -115,6 +115,15 @@ class Settings:
         """Whether the run uses Gatys' normalised VGG19: ``normalized``, or when None the preset's choice."""
         return get_preset(self.preset).normalized if self.normalized is None else self.normalized
 
+    def style_weight(self):
+        """beta: ``beta`` if given, else the preset's for the network this run uses (``normalized_network``)."""
+        if self.beta is not None:
+            return self.beta
+        preset = get_preset(self.preset)
+        if self.normalized_network() != preset.normalized and preset.beta_other_network is not None:
+            return preset.beta_other_network
+        return preset.beta
+
     def to_dict(self):
         return dataclasses.asdict(self)
 
