@@ -259,7 +259,7 @@ def test_the_command_line_option(tmp_path, capsys):
 
 
 def test_the_style_weight_follows_the_network():
-    """gatys: 5e7 on the normalised network it was chosen for, the paper's 1e3 with --no-normalized; a given beta wins."""
+    """gatys: 5e7 on the normalised network it was tuned on, the paper's 1e3 with --no-normalized; a given beta wins."""
     from scratchnst.transfer.settings import Settings
 
     base = dict(content="chelsea", styles=["starry_night"])
