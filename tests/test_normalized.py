@@ -14,10 +14,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from helpers import write_small_weights  # tests/ is on sys.path
 
 import scratchnst
 from scratchnst.errors import ScratchNSTError
-from scratchnst.files.convert import write_h5
 from scratchnst.files.images import bundled_image, load_image
 from scratchnst.files.weights import BUNDLED, FACTORS, load_vgg19, load_weights, normalize_params, read_weights
 from scratchnst.method.presets import PRESETS
@@ -136,12 +136,7 @@ def test_bundled_factors_make_every_mean_one_on_the_calibration_set():
 @pytest.fixture(scope="module")
 def small_weights(tmp_path_factory):
     """A loadable weights file without factors (VGG19's shapes, all codes 0)."""
-    params = {layer: {"kernel_codes": np.zeros((o, c, 3, 3), np.uint8),
-                      "kernel_codebook": np.linspace(-0.01, 0.01, 256, dtype=np.float32),
-                      "bias": np.zeros(o, np.float32)} for layer, (o, c) in CONV_CHANNELS.items()}
-    attrs = dict(source="test", source_sha256="0" * 64, channel_order="BGR", scale=255.0,
-                 mean=(103.939, 116.779, 123.68), std=(1.0, 1.0, 1.0))
-    return write_h5(tmp_path_factory.mktemp("weights") / "plain.h5", params, attrs)
+    return write_small_weights(tmp_path_factory.mktemp("weights") / "plain.h5")
 
 
 def test_a_file_without_factors_is_a_one_line_error_only_when_normalised(small_weights):
