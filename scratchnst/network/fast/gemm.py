@@ -89,6 +89,15 @@ def conv2d_forward(x, w, b, pad=1):
     return conv2d_forward_nocache(x, w, b, pad), ConvCache(tuple(x.shape), w, pad)
 
 
+def matmul_into(xp, A, B, out):
+    """``out[...] = A @ B``: in place on NumPy; CuPy's matmul is not documented to take ``out=``."""
+    if xp is np:
+        np.matmul(A, B, out=out)
+    else:
+        out[...] = xp.matmul(A, B)
+    return out
+
+
 def flipped_transposed(w):
     """``w'[c, o, u, v] = w[o, c, kh-1-u, kw-1-v]``: the kernel of the backward convolution, contiguous."""
     xp = array_module(w)

@@ -57,7 +57,7 @@ from scratchnst.backend import array_module
 from scratchnst.network import layers as reference
 from scratchnst.network.fast import gemm
 from scratchnst.network.fast.bands import band_rows
-from scratchnst.network.fast.gemm import ConvCache
+from scratchnst.network.fast.gemm import ConvCache, matmul_into
 from scratchnst.network.fast.threads import split_over_threads, transform_threads
 from scratchnst.network.fast.winograd_adjoint import winograd_conv3x3_adjoint
 from scratchnst.network.fast.winograd_transforms import KERNELS, TRANSFORMS
@@ -203,19 +203,10 @@ class _Band:
         M = self.M[: a * a * O * n].reshape(a * a, O, n)
         Y = self.Y[: m * m * O * n].reshape(m, m, O, r, nW)
         _gather_tiles(0, C, T, xpad, D)
-        _matmul_into(xp, self.BB, D.reshape(a * a, C * n), V.reshape(a * a, C * n))  # V = B^T d B  # kl,lcp->kcp
-        _matmul_into(xp, U, V, M)  # M[k] = U[k] @ V[k], k = (xi, nu)  # koc,kcp->kop
-        _matmul_into(xp, self.AA, M.reshape(a * a, O * n), Y.reshape(m * m, O * n))  # Y = A^T M A  # ik,kop->iop
+        matmul_into(xp, self.BB, D.reshape(a * a, C * n), V.reshape(a * a, C * n))  # V = B^T d B  # kl,lcp->kcp
+        matmul_into(xp, U, V, M)  # M[k] = U[k] @ V[k], k = (xi, nu)  # koc,kcp->kop
+        matmul_into(xp, self.AA, M.reshape(a * a, O * n), Y.reshape(m * m, O * n))  # Y = A^T M A  # ik,kop->iop
         _interleave(0, O, Y, out)
-
-
-def _matmul_into(xp, A, B, out):
-    """``out[...] = A @ B``: in place on NumPy; CuPy's matmul is not documented to take ``out=``."""
-    if xp is np:
-        np.matmul(A, B, out=out)
-    else:
-        out[...] = xp.matmul(A, B)
-    return out
 
 
 def _keep_exact_zeros(x, out, pad):

@@ -30,10 +30,10 @@ bands add into two shared rows of ``dx`` (tiles overlap by 2), so the even bands
 run first, then the odd ones: no two bands that touch run at once.
 """
 
-import numpy as np
 
 from scratchnst.backend import array_module
 from scratchnst.network.fast.bands import band_rows
+from scratchnst.network.fast.gemm import matmul_into
 from scratchnst.network.fast.threads import split_over_threads, transform_threads
 
 
@@ -85,17 +85,10 @@ class _AdjointBand:
         dV = self.dV[: a * a * C * n].reshape(a * a, C, n)
         dD = self.dD[: a * a * C * n].reshape(a * a, C * n)
         _tiles_of(dout, dY)
-        _matmul(xp, self.AA.T, dY.reshape(m * m, O * n), dM.reshape(a * a, O * n))  # ki,iop->kop
-        _matmul(xp, UT, dM, dV)  # dV[k] = U[k]^T dM[k]  # kco,kop->kcp
-        _matmul(xp, self.BB.T, dV.reshape(a * a, C * n), dD)  # lk,kcp->lcp
+        matmul_into(xp, self.AA.T, dY.reshape(m * m, O * n), dM.reshape(a * a, O * n))  # ki,iop->kop
+        matmul_into(xp, UT, dM, dV)  # dV[k] = U[k]^T dM[k]  # kco,kop->kcp
+        matmul_into(xp, self.BB.T, dV.reshape(a * a, C * n), dD)  # lk,kcp->lcp
         _scatter_add(dD.reshape(a, a, C, r, nW), dx, m, row0, pad)
-
-
-def _matmul(xp, A, B, out):
-    if xp is np:
-        np.matmul(A, B, out=out)
-    else:
-        out[...] = xp.matmul(A, B)
 
 
 def winograd_conv3x3_adjoint(dout, U, T, BB, AA, pad, shape):
