@@ -166,6 +166,37 @@ def test_settings_validation():
             small(**bad).validate()
 
 
+@pytest.mark.parametrize("init, pooling, scales", [("content", "max", 1), ("noise", "avg", 3), ("blend", "avg", 3)])
+def test_the_start_chooses_pooling_and_levels_left_unset(init, pooling, scales):
+    # From noise, one max-pooled level ends as texture over speckle (benchmarks/README.md):
+    # noise and blend starts default to average pooling on three levels.
+    s = small(init=init, size=256).validate()
+    assert (s.pooling, s.scales) == (pooling, scales)
+    # Levels halve down to 64 px at most: a smaller run gets fewer (40 px: one).
+    assert small(init=init, size=128).validate().scales == min(scales, 2)
+    assert small(init=init, size=40).validate().scales == 1
+    given = small(init=init, pooling="max" if pooling == "avg" else "avg", scales=2).validate()
+    assert (given.pooling, given.scales) == ("max" if pooling == "avg" else "avg", 2)
+    with pytest.raises(ScratchNSTError, match="pooling"):
+        small(init=init, pooling="min").validate()
+
+
+@pytest.mark.parametrize("argv, iterations, pooling, scales", [
+    ([], 100, "max", 1), (["--init", "noise"], 200, "avg", 3), (["--init", "blend", "--pooling", "max"], 200, "max", 3),
+    (["--init", "noise", "--iterations", "50", "--scales", "1"], 50, "avg", 1)])
+def test_the_demo_from_noise_runs_the_recipe_that_reaches_the_content_starts_loss(
+        monkeypatch, argv, iterations, pooling, scales):
+    from scratchnst.cli import demo
+    from scratchnst.cli.main import build_parser
+
+    seen = {}
+    monkeypatch.setattr(demo, "run_stylize", lambda settings, *a, **k: seen.setdefault("s", settings) and 0)
+    args = build_parser("demo").parse_args(["demo", *argv])
+    demo.run(args)
+    s = seen["s"].validate()
+    assert (s.iterations, s.pooling, s.scales) == (iterations, pooling, scales)
+
+
 def test_metadata_round_trip_through_png(tmp_path):
     from scratchnst.cli import main
 

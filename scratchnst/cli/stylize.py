@@ -24,7 +24,7 @@ from scratchnst.errors import ScratchNSTError
 from scratchnst.network import architecture
 from scratchnst.transfer.levels import scale_sizes
 from scratchnst.transfer.loop import load_inputs, stylize
-from scratchnst.transfer.settings import PRESERVE_COLOR, RESUMABLE, Settings, check_resume
+from scratchnst.transfer.settings import POOLING, PRESERVE_COLOR, RESUMABLE, Settings, check_resume
 
 # ------------------------------------------------------------------ argument types
 
@@ -120,7 +120,7 @@ def add_settings_arguments(p, defaults=None, keep_checkpoint=True):
     g.add_argument("--lr", type=positive_float, help=f"Adam's step size in pixel units ({d.lr})")
     g.add_argument("--history", type=positive_int, help=f"L-BFGS history size ({d.history})")
     g.add_argument("--scales", type=count,
-                   help=f"coarse-to-fine levels, each twice the last (1: single scale; 0: automatic) ({d.scales})")
+                   help="coarse-to-fine levels, each twice the last (0: automatic) (1; 3 from noise or blend)")
     g.add_argument("--init", help="content, noise, blend (noise-ratio of noise in the content) or an image path")
     g.add_argument("--noise-ratio", type=weight, help=f"for --init blend ({d.noise_ratio})")
     g.add_argument("--seed", type=count, help=f"random seed; same seed, same image ({d.seed})")
@@ -144,7 +144,7 @@ def add_settings_arguments(p, defaults=None, keep_checkpoint=True):
     g.add_argument("--style-blend", type=weight_list, help="one weight per style image (equal)")
     g.add_argument("--style-scale", type=positive_float,
                    help=f"style image size relative to the output ({d.style_scale})")
-    g.add_argument("--pooling", choices=("max", "avg"), help=f"({d.pooling})")
+    g.add_argument("--pooling", choices=POOLING, help="(max; avg from noise or blend)")
     g.add_argument("--preserve-color", choices=PRESERVE_COLOR,
                    help="keep the content's colours: luminance-only transfer or style histogram matching")
     g.add_argument("--weights", help="VGG19 weights file (the bundled weights/vgg19.h5)")

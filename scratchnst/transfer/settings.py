@@ -17,6 +17,16 @@ DEVICES = {"cpu": "numpy", "gpu": "cupy"}
 MAX_SIZE = 16384  # long side, in pixels, of the output and of the style images
 RESUMABLE = ("iterations",)  # the settings a resumed run may change
 INITS = ("content", "noise", "blend")
+POOLING = ("max", "avg")
+# What ``pooling`` and ``scales`` left unset (None) become, by where the image starts.
+# From the content image, max pooling on one level, as Gatys et al. From noise or the
+# course's blend, average pooling and three coarse-to-fine levels: on one level the run
+# ends as the style's texture over pixel-level speckle (VGG barely sees it); coarse to fine
+# removes the speckle and average pooling lets the content through (benchmarks/README.md,
+# "Gatys' normalised network, the style weight, and starting from noise").
+CONTENT_START = {"pooling": "max", "scales": 1}
+NOISE_START = {"pooling": "avg", "scales": 3}
+COARSEST_SIDE = 64  # px: NOISE_START's levels stop halving here (a 256 px run: 64, 128, 256)
 PRESERVE_COLOR = ("none", "luminance", "histogram")
 
 
@@ -28,7 +38,10 @@ class Settings:
     and ``beta`` None take the preset's defaults. ``init`` is ``content``,
     ``noise``, ``blend`` (``noise_ratio`` of noise mixed into the content) or an
     image path. ``scales`` is the number of coarse-to-fine levels (1: single scale;
-    0: automatic, halving until the long side is at most 256 px).
+    0: automatic, halving until the long side is at most 256 px). ``pooling`` and
+    ``scales`` left None follow ``init`` (:data:`CONTENT_START`, :data:`NOISE_START`, with
+    levels no smaller than :data:`COARSEST_SIDE`);
+    :meth:`validate` fills them in.
     ``style_layer_weights``: one number per style layer, None (the preset's) or
     ``"auto"`` (equal style terms at the content image: :mod:`scratchnst.method.balance`).
     ``normalized``: True runs Gatys' normalised VGG19 (``load_vgg19(normalized=True)``),
@@ -55,11 +68,11 @@ class Settings:
     content_layers: list = field(default_factory=lambda: ["relu4_2"])
     style_layers: list = field(default_factory=lambda: list(STYLE_LAYERS))
     style_layer_weights: list | str | None = None  # numbers, "auto" (scratchnst.method.balance) or the preset's
-    pooling: str = "max"
+    pooling: str | None = None  # None: by init (CONTENT_START, NOISE_START)
     init: str = "content"
     noise_ratio: float = 0.6
     preserve_color: str = "none"
-    scales: int = 1
+    scales: int | None = None  # None: by init (CONTENT_START, NOISE_START)
     seed: int = 0
     device: str = "cpu"
     dtype: str = "float32"
@@ -68,7 +81,16 @@ class Settings:
     normalized: bool | None = None  # Gatys' normalised VGG19? None: as the preset was published (gatys: yes)
 
     def validate(self):
-        """One-line errors for settings that cannot work, before any heavy work."""
+        """One-line errors for settings that cannot work, before any heavy work; fills the unset
+        ``pooling`` and ``scales`` in from ``init``."""
+        start = dict(NOISE_START if self.init in ("noise", "blend") else CONTENT_START)
+        while start["scales"] > 1 and self.size / 2 ** (start["scales"] - 1) < COARSEST_SIDE:
+            start["scales"] -= 1  # a small image gets fewer levels, not ones too small for VGG
+        for name, value in start.items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        if self.pooling not in POOLING:
+            raise ScratchNSTError(f"pooling must be max or avg, got {self.pooling!r}")
         if not self.styles:
             raise ScratchNSTError("give at least one style image")
         if not (isinstance(self.size, int) and 16 <= self.size <= MAX_SIZE):
