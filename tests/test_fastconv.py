@@ -169,6 +169,32 @@ def test_fast_max_pool_matches_reference(rng, xp, dtype, shape):
         assert check_vjp(lambda z: RP.max_pool_forward(z)[0], x, dout, dx) < 1e-7
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_blocks_and_threads_of_the_pool_and_relu_passes_change_nothing(rng, xp, monkeypatch, threads):
+    # Small integers: ties in most windows. Blocks of 3 channels (of 13, over the threads)
+    # exercise every split; odd H and W exercise the floor's dropped row and column.
+    from scratchnst.network.fast.threads import set_num_threads
+
+    monkeypatch.setattr(RP, "BLOCK_BYTES", 3 * 11 * 9 * 4)
+    previous = set_num_threads(threads)
+    try:
+        x = xp.asarray(rng.integers(-2, 3, size=(13, 11, 9)), dtype=np.float32)
+        out, cache = RP.max_pool_forward(x)
+        ref, ref_cache = L.max_pool_forward(x)
+        np.testing.assert_array_equal(to_numpy(out), to_numpy(ref))
+        np.testing.assert_array_equal(to_numpy(cache.index), to_numpy(ref_cache.argmax))
+        dout = xp.asarray(rng.standard_normal(ref.shape), dtype=np.float32)
+        np.testing.assert_array_equal(to_numpy(RP.max_pool_backward(dout, cache)),
+                                      to_numpy(L.max_pool_backward(dout, ref_cache)))
+        y, mask = RP.relu_forward_inplace(x.copy())
+        np.testing.assert_array_equal(to_numpy(y), np.maximum(to_numpy(x), 0))
+        np.testing.assert_array_equal(to_numpy(mask), to_numpy(x) > 0)
+        d = xp.asarray(rng.standard_normal(x.shape), dtype=np.float32)
+        np.testing.assert_array_equal(to_numpy(RP.relu_backward(d, mask)), to_numpy(d) * (to_numpy(x) > 0))
+    finally:
+        set_num_threads(previous)
+
+
 def test_fast_max_pool_ties_route_to_first_maximum(xp):
     x = xp.asarray([[[0.0, 3.0, 5.0, 5.0], [3.0, 1.0, 5.0, 5.0]]])  # ties (0,1)=(1,0); all four equal
     _, cache = RP.max_pool_forward(x)

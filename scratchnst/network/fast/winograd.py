@@ -56,7 +56,7 @@ import numpy as np
 from scratchnst.backend import array_module
 from scratchnst.network import layers as reference
 from scratchnst.network.fast import gemm
-from scratchnst.network.fast.bands import band_rows
+from scratchnst.network.fast.bands import balanced_rows, band_rows
 from scratchnst.network.fast.gemm import ConvCache, matmul_into
 from scratchnst.network.fast.threads import split_over_threads, transform_threads
 from scratchnst.network.fast.winograd_adjoint import winograd_conv3x3_adjoint
@@ -144,7 +144,7 @@ def winograd_conv3x3(x, U, T, pad=1):
     # runs on one thread inside them), so the budget is shared and each thread gets a band.
     threads = transform_threads(xp)
     rows = band_rows(xp, threads * tile_floats * nW * x.dtype.itemsize, m * m * nW, nH)
-    rows = max(1, min(rows, -(-nH // threads)))
+    rows = balanced_rows(rows, nH, threads)  # as many equal bands for every thread
     starts = range(0, nH, rows)
 
     def run_bands(lo, hi):  # bands starts[lo:hi], one after another on this thread

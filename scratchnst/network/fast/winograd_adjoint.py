@@ -32,7 +32,7 @@ run first, then the odd ones: no two bands that touch run at once.
 
 
 from scratchnst.backend import array_module
-from scratchnst.network.fast.bands import band_rows
+from scratchnst.network.fast.bands import balanced_rows, band_rows
 from scratchnst.network.fast.gemm import matmul_into
 from scratchnst.network.fast.threads import split_over_threads, transform_threads
 
@@ -119,7 +119,7 @@ def winograd_conv3x3_adjoint(dout, U, T, BB, AA, pad, shape):
     threads = transform_threads(xp)
     tile_floats = 2 * a * a * C + a * a * O + m * m * O
     rows = band_rows(xp, threads * tile_floats * nW * dout.dtype.itemsize, m * m * nW, nH)
-    rows = max(1, min(rows, -(-nH // (2 * threads))))  # at least two bands a thread: even, then odd
+    rows = balanced_rows(rows, nH, 2 * threads)  # as many equal bands a thread, even and odd
     starts = list(range(0, nH, rows))
 
     def run_bands(lo, hi, chosen):
