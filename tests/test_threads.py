@@ -128,3 +128,78 @@ def test_the_gradient_needs_no_second_kernel_transform():
     out, cache = winograd.conv2d_forward(x, w, None)
     winograd.conv2d_backward_input(np.ones_like(out), cache)
     assert len(KERNELS) == before + 1
+
+
+def test_an_evaluation_and_an_lbfgs_step_hold_blas_at_one_thread_throughout(clean_env):
+    # The costs' Grams and L-BFGS's dot products run between our threads' passes; with
+    # BLAS's own threads they wake OpenBLAS's busy-waiting workers (threads.blas_held).
+    from scratchnst.method import costs, objective
+    from scratchnst.method.lbfgs import LBFGS
+
+    before = blas_threads()
+    if not before or max(before) < 2:
+        pytest.skip("needs a BLAS with more than one thread to tell held from not")
+    threads.set_num_threads(2)
+    seen = []
+    import scratchnst
+
+    net = scratchnst.load_vgg19(dtype="float32")
+    obj = objective.Objective(net, np.full((3, 32, 32), 10.0), np.full((3, 32, 32), -5.0),
+                              content_layers=("relu1_1",), style_layers=("relu1_1", "relu2_1"))
+
+    clean_env.setattr(objective, "style_layer_cost",
+                      lambda a, A, k, grad: (seen.append(blas_threads()), costs.style_layer_cost(a, A, k, grad))[1])
+    x = np.random.default_rng(0).standard_normal((3, 32, 32)).astype(np.float32)
+    obj.value_and_grad(x)
+    assert seen and all(n == [1] * len(before) for n in seen), seen
+    seen.clear()
+
+    def fun(z):
+        seen.append(blas_threads())
+        return obj.value_and_grad(z)
+
+    opt = LBFGS()
+    opt.start(fun, x)
+    seen.clear()  # start is not a step: from here on, the line search's calls
+    opt.step(fun)
+    assert len(seen) >= 2 and all(n == [1] * len(before) for n in seen), seen
+    assert blas_threads() == before  # BLAS gets its threads back after each
+
+
+@pytest.mark.parametrize("n, k, m", [(8, 8, 300), (40, 8, 30), (7, 500, 7)])  # by columns, by rows; a Gram
+def test_products_split_over_threads_equal_one_product(clean_env, n, k, m):
+    from scratchnst.network.fast import gemm
+
+    clean_env.setattr(gemm, "MIN_SPLIT_MACS", 0)
+    threads.set_num_threads(3)
+    if threads.transform_threads(np) != 3:
+        pytest.skip("threadpoolctl cannot hold this BLAS: our threads stay at one")
+    calls = []
+    clean_env.setattr(gemm, "split_over_threads",
+                      lambda t, N, fn: (calls.append((t, N)), threads.split_over_threads(t, N, fn)))
+    rng = np.random.default_rng(1)
+    A, B = rng.standard_normal((n, k)), rng.standard_normal((k, m))
+    np.testing.assert_allclose(gemm.matmul_threads(A, B), A @ B, rtol=1e-13, atol=1e-13)
+    F = rng.standard_normal((n, k * m))
+    G = gemm.gram_threads(F)
+    np.testing.assert_allclose(G, F @ F.T, rtol=1e-13, atol=1e-12)
+    np.testing.assert_array_equal(G, G.T)  # each block's syrk is symmetric, and so is their sum
+    assert [t for t, _ in calls] == [3, 3]  # both went over the threads
+
+
+def test_the_workers_follow_the_callers_numpy_error_handling(clean_env):
+    # NumPy's errstate is per thread: without passing it on, a worker warned where the
+    # caller had silenced (the command line's one-line error got a RuntimeWarning above it).
+    import warnings
+
+    x = np.array([np.inf] * 8)
+
+    def work(lo, hi):
+        x[lo:hi] * 0  # invalid: inf * 0
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(invalid="ignore"):
+            threads.split_over_threads(2, 8, work)  # silent in every thread
+    with np.errstate(invalid="raise"), pytest.raises(FloatingPointError):
+        threads.split_over_threads(2, 8, lambda lo, hi: work(lo, hi) if lo else None)  # only a worker's slice

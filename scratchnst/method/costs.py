@@ -20,6 +20,7 @@ The constant k is where published implementations differ:
 
 from scratchnst.backend import array_module
 from scratchnst.errors import ScratchNSTError
+from scratchnst.network.fast.gemm import gram_threads, matmul_threads
 
 # --------------------------------------------------------------------- Gram matrix
 
@@ -38,7 +39,7 @@ def gram(F):
         ``G[i, j] = sum_k F[i, k] F[j, k]``: the (uncentred) correlation of channels
         i and j over all positions (Gatys et al. eq. 3).
     """
-    return F @ F.T  # (N, M) x (M, N) -> (N, N)
+    return gram_threads(F)  # F @ F.T: (N, M) x (M, N) -> (N, N), on the CPU split over our threads
 
 
 def gram_backward(dG, F):
@@ -67,7 +68,7 @@ def gram_backward(dG, F):
     symmetric (it is for every cost here) this is ``2 dG F``; the general form
     costs the same and stays exact when rounding leaves dG slightly asymmetric.
     """
-    return (dG + dG.T) @ F  # (N, N) x (N, M) -> (N, M)
+    return matmul_threads(dG + dG.T, F)  # (dG + dG^T) @ F: (N, N) x (N, M) -> (N, M), split likewise
 
 
 # --------------------------------------------------------------------- the costs

@@ -13,6 +13,7 @@ import numpy as np
 from scratchnst.backend import array_module, to_float, to_numpy
 from scratchnst.errors import ScratchNSTError
 from scratchnst.method.line_search import strong_wolfe
+from scratchnst.network.fast.threads import blas_held
 
 
 def dot(a, b):
@@ -130,6 +131,10 @@ class LBFGS:
         """One iteration: direction, line search, history update. Returns the loss."""
         if self.converged:
             return self.f
+        with blas_held(array_module(self.x)):  # its dot products on one BLAS thread (threads.blas_held)
+            return self._step(fun)
+
+    def _step(self, fun):
         for _attempt in range(2):  # the quasi-Newton direction, then -g
             d = self.direction()
             gtd = to_float(dot(self.g, d))

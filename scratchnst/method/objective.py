@@ -28,6 +28,7 @@ from scratchnst.method.balance import split_auto
 from scratchnst.method.costs import content_cost, gram, style_layer_cost, tv_cost
 from scratchnst.method.presets import check_weight, get_preset
 from scratchnst.network.architecture import activation_shapes, check_layers, deepest
+from scratchnst.network.fast.threads import blas_held
 from scratchnst.network.preprocessing import check_input_image
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -208,6 +209,10 @@ class Objective:
         return self.net.xp.asarray(x, dtype=self.net.dtype)
 
     def _evaluate(self, x, grad):
+        with blas_held(self.net.xp):  # our threads split the passes; BLAS on one (threads.blas_held)
+            return self._evaluate_held(x, grad)
+
+    def _evaluate_held(self, x, grad):
         x_net = self._check_x(x)
         if self.plan is None:
             layer_terms, dx = self._untiled(x_net, grad)

@@ -25,7 +25,8 @@ from typing import NamedTuple
 import numpy as np
 
 from scratchnst.backend import array_module
-from scratchnst.network.fast.bands import band_rows
+from scratchnst.network.fast.bands import balanced_rows, band_rows
+from scratchnst.network.fast.threads import split_over_threads, transform_threads
 
 # --------------------------------------------------------------------------- conv
 
@@ -60,19 +61,26 @@ def conv2d_forward_nocache(x, w, b, pad):
         xpad = x
     w2 = w.reshape(O, C * kh * kw)  # (O, K), K = C kh kw
     out = xp.empty((O, Ho * Wo), dtype=x.dtype)  # (O, Ho*Wo)
-    rows = band_rows(xp, C * kh * kw * Wo * x.dtype.itemsize, Wo, Ho)
-    block = xp.empty((C, kh, kw, rows, Wo), dtype=x.dtype)  # one band's im2col, reused
-    for i0 in range(0, Ho, rows):
-        r = min(rows, Ho - i0)
-        cols = block[:, :, :, :r] if r == rows else xp.empty((C, kh, kw, r, Wo), dtype=x.dtype)
-        for u in range(kh):
-            for v in range(kw):
-                cols[:, u, v] = xpad[:, i0 + u : i0 + u + r, v : v + Wo]
-        cols = cols.reshape(C * kh * kw, r * Wo)
-        if xp is np:  # out[:, band] is a strided column block of out: BLAS writes it in place, no temporary
-            np.matmul(w2, cols, out=out[:, i0 * Wo : (i0 + r) * Wo])
-        else:  # CuPy's matmul is not documented to write strided outputs; bands are few there
-            out[:, i0 * Wo : (i0 + r) * Wo] = w2 @ cols
+    threads = transform_threads(xp)  # each of our threads takes whole bands, with a block of its own
+    rows = band_rows(xp, threads * C * kh * kw * Wo * x.dtype.itemsize, Wo, Ho)
+    rows = balanced_rows(rows, Ho, threads)
+    starts = range(0, Ho, rows)
+
+    def run_bands(lo, hi):
+        block = xp.empty((C, kh, kw, rows, Wo), dtype=x.dtype)  # one band's im2col, reused
+        for i0 in starts[lo:hi]:
+            r = min(rows, Ho - i0)
+            cols = block[:, :, :, :r]
+            for u in range(kh):
+                for v in range(kw):
+                    cols[:, u, v] = xpad[:, i0 + u : i0 + u + r, v : v + Wo]
+            cols = cols.reshape(C * kh * kw, r * Wo)  # a copy when r < rows: the last band
+            if xp is np:  # out[:, band] is a strided column block of out: BLAS writes it in place, no temporary
+                np.matmul(w2, cols, out=out[:, i0 * Wo : (i0 + r) * Wo])
+            else:  # CuPy's matmul is not documented to write strided outputs; bands are few there
+                out[:, i0 * Wo : (i0 + r) * Wo] = w2 @ cols
+
+    split_over_threads(threads, len(starts), run_bands)
     if b is not None:
         out += b[:, None]
     return out.reshape(O, Ho, Wo)
@@ -87,6 +95,55 @@ def conv2d_forward(x, w, b, pad=1):
     shape, not the input: the gradient with respect to the input does not depend on it.
     """
     return conv2d_forward_nocache(x, w, b, pad), ConvCache(tuple(x.shape), w, pad)
+
+
+# Below this many multiply-adds a product runs on the calling thread: handing it to
+# another costs tens of microseconds.
+MIN_SPLIT_MACS = 1 << 22
+
+
+def matmul_threads(A, B):
+    """``A @ B`` for 2-D arrays, split over our threads on the CPU (:mod:`.threads`; plain on CuPy).
+
+    BLAS runs on one thread inside an evaluation (``threads.blas_held``), so a product
+    outside the convolutions, such as the style cost's gradient ``(dG + dG^T) F``,
+    gets the cores this way: each thread computes a block of columns of the result
+    when B is wide (every thread then reads only its part of B, the large F), else a
+    block of rows.
+    """
+    xp = array_module(A)
+    threads = transform_threads(xp)
+    (n, k), m = A.shape, B.shape[1]
+    if threads == 1 or n * k * m < MIN_SPLIT_MACS:
+        return A @ B
+    out = xp.empty((n, m), dtype=xp.result_type(A, B))
+    if m >= 16 * n:  # out[:, cols] is a strided block of out: BLAS writes it in place
+        split_over_threads(threads, m, lambda lo, hi: np.matmul(A, B[:, lo:hi], out=out[:, lo:hi]))
+    else:
+        split_over_threads(threads, n, lambda lo, hi: np.matmul(A[lo:hi], B, out=out[lo:hi]))
+    return out
+
+
+def gram_threads(F):
+    """``F F^T`` for F (N, M), split over our threads on the CPU: each thread the Gram of a block
+    of positions (columns), then their sum, ``F F^T = sum_b F_b F_b^T``. Plain on CuPy.
+
+    The sum runs in another order than one product's, so the result may differ from
+    ``F @ F.T`` in the last bits (float rounding), never more.
+    """
+    xp = array_module(F)
+    threads = transform_threads(xp)
+    N, M = F.shape
+    if threads == 1 or N * N * M < MIN_SPLIT_MACS or M < 2 * threads:
+        return F @ F.T
+    parts = [None] * threads
+
+    def block(lo, hi):
+        for t in range(lo, hi):
+            Fb = F[:, t * M // threads : (t + 1) * M // threads]  # (N, M_b)
+            parts[t] = Fb @ Fb.T  # BLAS's syrk: F_b F_b^T, one triangle computed
+    split_over_threads(threads, threads, block)
+    return sum(parts[1:], parts[0])
 
 
 def matmul_into(xp, A, B, out):

@@ -69,7 +69,11 @@ def transform_threads(xp):
 _controller = []  # [threadpoolctl's controller of the BLAS libraries, or None], found once
 
 
-def _blas_controller():
+def _blas_controller(refresh=False):
+    """threadpoolctl's controller of the loaded BLAS libraries (None if it finds none), cached;
+    ``refresh`` looks again (0.3 ms), for a library loaded since (another package's BLAS)."""
+    if refresh and getattr(_held, "depth", 0) == 0:
+        _controller.clear()
     if not _controller:
         try:
             from threadpoolctl import ThreadpoolController
@@ -109,6 +113,22 @@ def blas_limited(threads):
         _held.depth = 0
 
 
+def blas_held(xp):
+    """:func:`blas_limited` for a whole evaluation or optimiser step on ``xp`` (a no-op on CuPy or one thread).
+
+    The passes between the convolutions (the costs' Gram products, L-BFGS's dot
+    products) are small BLAS calls. Left to BLAS's own threads, each wakes them, and
+    OpenBLAS's threads then busy-wait for a while after, taking a core from our
+    threads' next convolution: at 384 x 256 px the first layers of every backward
+    pass ran at half speed (conv4_4 48 ms against 26), and an evaluation took 772 ms
+    against 689 with BLAS held at one thread throughout (median of 24, alternating;
+    benchmarks/README.md, "Threads under load").
+    """
+    if xp is np:
+        _blas_controller(refresh=True)  # once an evaluation: a BLAS loaded since is held too
+    return blas_limited(transform_threads(xp))
+
+
 _pools = {}  # threads -> ThreadPoolExecutor, created on first use and reused (starting threads is not free)
 
 
@@ -122,8 +142,14 @@ def split_over_threads(threads, n, fn, *args):
     pool = _pools.get(threads)
     if pool is None:
         pool = _pools[threads] = ThreadPoolExecutor(threads - 1, thread_name_prefix="scratchnst")
+    err = np.geterr()  # NumPy's error handling is per thread: the workers take the caller's
+
+    def in_worker(lo, hi):
+        with np.errstate(**err):
+            fn(lo, hi, *args)
+
     with blas_limited(threads):
-        futures = [pool.submit(fn, lo, hi, *args) for lo, hi in bounds[1:]]
+        futures = [pool.submit(in_worker, lo, hi) for lo, hi in bounds[1:]]
         try:
             fn(*bounds[0], *args)  # the calling thread takes the first slice
         finally:

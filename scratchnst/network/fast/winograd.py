@@ -335,5 +335,5 @@ def _backward_input_col2im(dout, w, pad, shape):
     O, _, kh, kw = w.shape
     _, Ho, Wo = dout.shape
     # cuvo,op->cuvp : the gradient of every im2col entry
-    dcols = (w.reshape(O, C * kh * kw).T @ dout.reshape(O, Ho * Wo)).reshape(C, kh, kw, Ho, Wo)
+    dcols = gemm.matmul_threads(w.reshape(O, C * kh * kw).T, dout.reshape(O, Ho * Wo)).reshape(C, kh, kw, Ho, Wo)
     return array_module(dout).ascontiguousarray(reference.col2im(dcols, shape, pad))
