@@ -119,10 +119,9 @@ def blas_held(xp):
     The passes between the convolutions (the costs' Gram products, L-BFGS's dot
     products) are small BLAS calls. Left to BLAS's own threads, each wakes them, and
     OpenBLAS's threads then busy-wait for a while after, taking a core from our
-    threads' next convolution: at 384 x 256 px the first layers of every backward
-    pass ran at half speed (conv4_4 48 ms against 26), and an evaluation took 772 ms
-    against 689 with BLAS held at one thread throughout (median of 24, alternating;
-    benchmarks/README.md, "Threads under load").
+    threads' next pass; the Grams are split over our threads instead
+    (:func:`scratchnst.network.fast.gemm.gram_threads`). ``benchmarks/bench_blas_held.py``
+    measures the difference (benchmarks/README.md, "Threads under load").
     """
     if xp is np:
         _blas_controller(refresh=True)  # once an evaluation: a BLAS loaded since is held too
