@@ -141,6 +141,19 @@ def check_05(text):
     recipe = numbers(text, r"from noise, (?:gradient descent|adam|lbfgs) *: loss \S+ -> \S+ in \d+ iterations "
                            r"\(final / initial {n}\)", 3)
     assert max(recipe) < 1
+    # section 3c, the recipe from noise against the start from the photo; its bars (loss within 10%, speckle
+    # within 1.5x the style's) hold at the full size only, so here: both runs finished, the printed numbers agree
+    recipe_runs = re.findall(r"recipe from (noise|the photo) *: avg pooling, levels \[([\d, ]+)\] px, "
+                             r"iterations per level: \d+; final loss " + NUMBER, text)
+    assert [r[0] for r in recipe_runs] == ["noise", "the photo"], recipe_runs
+    assert len(recipe_runs[0][1].split(",")) >= 2  # from noise: coarse to fine, at the small size too
+    J_noise, J_photo = (float(r[2]) for r in recipe_runs)
+    assert J_noise > 0 and J_photo > 0
+    ratio = numbers(text, r"final loss from noise / from the photo: {n}", 1)[0]
+    assert abs(ratio - J_noise / J_photo) <= 1e-2 * ratio
+    S_style, S_noise, _, S_photo, _ = numbers(
+        text, r"style {n}, from noise {n} \({n}x the style's\), from the photo {n} \({n}x\)", 1)[0]
+    assert all(0 < S < 1 for S in (S_style, S_noise, S_photo))
     numbers(text, r"final loss: one level {n}, two levels {n}", 1)
     assert "two_loop: not implemented yet" in text
 

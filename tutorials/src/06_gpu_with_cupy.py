@@ -310,8 +310,8 @@ for size in sizes:
 # * **Time grows with the pixel count**: the work is 4x per doubling of the side, and the
 #   time approaches that ratio once the image is large enough that the fixed costs (Python,
 #   function calls, small matrices that do not fill the cores) are small. At 64 px the
-#   throughput is a little lower: VGG19's deep layers are 4x4 or 8x8 there, too little work
-#   to keep the machine busy. On a GPU this effect is far larger (below).
+#   throughput is a fraction of the largest size's (compare the printed GFLOP/s): VGG19's deep
+#   layers are 4x4 or 8x8 there, too little work to keep the machine busy. On a GPU this effect is far larger (below).
 # * **The throughput is measured against the matmul line.** The timed convolutions are
 #   Winograd's (`scratchnst/network/fast/winograd.py`: tile transforms around batched matrix
 #   products), which do fewer multiplications than a direct convolution; the plot divides the
