@@ -11,7 +11,7 @@ content start's loss with an image that reads as the photo (benchmarks/README.md
 """
 
 from scratchnst.cli.stylize import add_settings_arguments, run_stylize, settings_from_args
-from scratchnst.transfer.settings import Settings
+from scratchnst.transfer.settings import NOISE_INITS, Settings
 
 CONTENT = "astronaut"
 STYLE = "starry_night"
@@ -26,7 +26,7 @@ def add_arguments(p):
 
 
 def run(args):
-    if args.iterations is None and args.init in ("noise", "blend") and not args.resume:
+    if args.iterations is None and args.init in NOISE_INITS and not args.resume:
         args.iterations = 2 * DEMO.iterations
     settings = None if args.resume else settings_from_args(args, args.content, [args.style])
     return run_stylize(settings, args.output, args, keep_checkpoint=False)

@@ -12,12 +12,13 @@ from scratchnst.errors import ScratchNSTError
 from scratchnst.method.objective import STYLE_LAYERS
 from scratchnst.method.presets import get_preset
 from scratchnst.network import architecture
+from scratchnst.network.vgg import POOLING
 
 DEVICES = {"cpu": "numpy", "gpu": "cupy"}
 MAX_SIZE = 16384  # long side, in pixels, of the output and of the style images
 RESUMABLE = ("iterations",)  # the settings a resumed run may change
 INITS = ("content", "noise", "blend")
-POOLING = ("max", "avg")
+NOISE_INITS = ("noise", "blend")  # the starts that take NOISE_START
 # What ``pooling`` and ``scales`` left unset (None) become, by where the image starts.
 # From the content image, max pooling on one level, as Gatys et al. From noise or the
 # course's blend, average pooling and three coarse-to-fine levels: on one level the run
@@ -83,7 +84,11 @@ class Settings:
     def validate(self):
         """One-line errors for settings that cannot work, before any heavy work; fills the unset
         ``pooling`` and ``scales`` in from ``init``."""
-        start = dict(NOISE_START if self.init in ("noise", "blend") else CONTENT_START)
+        if not self.styles:
+            raise ScratchNSTError("give at least one style image")
+        if not (isinstance(self.size, int) and 16 <= self.size <= MAX_SIZE):
+            raise ScratchNSTError(f"size must be an integer from 16 to {MAX_SIZE} pixels, got {self.size!r}")
+        start = dict(NOISE_START if self.init in NOISE_INITS else CONTENT_START)
         while start["scales"] > 1 and self.size / 2 ** (start["scales"] - 1) < COARSEST_SIDE:
             start["scales"] -= 1  # a small image gets fewer levels, not ones too small for VGG
         for name, value in start.items():
@@ -91,10 +96,6 @@ class Settings:
                 setattr(self, name, value)
         if self.pooling not in POOLING:
             raise ScratchNSTError(f"pooling must be max or avg, got {self.pooling!r}")
-        if not self.styles:
-            raise ScratchNSTError("give at least one style image")
-        if not (isinstance(self.size, int) and 16 <= self.size <= MAX_SIZE):
-            raise ScratchNSTError(f"size must be an integer from 16 to {MAX_SIZE} pixels, got {self.size!r}")
         if not (self.style_scale > 0 and math.isfinite(self.style_scale)):
             raise ScratchNSTError(f"style scale must be a positive number, got {self.style_scale!r}")
         if self.size * self.style_scale > MAX_SIZE:

@@ -36,13 +36,13 @@ def _channel_blocks(xp, lo, hi, channel_bytes):
 def _blockwise(x, fn):
     """``fn(c0, c1)`` over blocks of ``x``'s channels (:data:`BLOCK_BYTES`), split over our threads on NumPy."""
     xp = array_module(x)
-    channel_bytes = x[0].nbytes if x.ndim else x.nbytes
+    channel_bytes = x[:1].nbytes  # one channel (C, ...) of x
 
     def blocks(lo, hi):
         for c0, c1 in _channel_blocks(xp, lo, hi, channel_bytes):
             fn(c0, c1)
 
-    split_over_threads(transform_threads(xp), x.shape[0] if x.ndim else 1, blocks)
+    split_over_threads(transform_threads(xp), len(x), blocks)
 
 
 def relu_forward_inplace(x):

@@ -30,7 +30,6 @@ bands add into two shared rows of ``dx`` (tiles overlap by 2), so the even bands
 run first, then the odd ones: no two bands that touch run at once.
 """
 
-
 from scratchnst.backend import array_module
 from scratchnst.network.fast.bands import balanced_rows, band_rows
 from scratchnst.network.fast.gemm import matmul_into
